@@ -1,0 +1,35 @@
+"""`make bench`: run every bench script and print one table of the ratios they report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    rows: list[tuple[str, str, str]] = []
+    for script in sorted(HERE.glob("*.py")):
+        if script.name in {"run_all.py", "__init__.py"}:
+            continue
+        print(f"== {script.name}", flush=True)
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+        print(proc.stdout.strip())
+        if proc.returncode:
+            print(proc.stderr[-2000:], file=sys.stderr)
+            rows.append((script.name, "FAILED", f"exit {proc.returncode}"))
+        for line in proc.stdout.splitlines():
+            if line.startswith("RATIO "):
+                _, name, value = line.split(maxsplit=2)
+                rows.append((script.name, name, value))
+    width = max((len(r[1]) for r in rows), default=10)
+    print(f"\n{'script':<14} {'ratio':<{width}} value")
+    for script, name, value in rows:
+        print(f"{script:<14} {name:<{width}} {value}")
+    return 0 if all(r[1] != "FAILED" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

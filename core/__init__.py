@@ -1,0 +1,1 @@
+"""Clinical guideline QA: all logic lives here; nothing in this package imports streamlit."""

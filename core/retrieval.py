@@ -1,0 +1,59 @@
+"""Hybrid retrieval over the searchable guidelines, returning `RetrievedPassage`s."""
+
+from __future__ import annotations
+
+from core.catalog import Catalog
+from core.embedding import Embedder, cosine
+from core.schema import RetrievedPassage
+from core.settings import RetrievalSettings
+from core.store import ChunkFilter, ChunkStore, SearchHit, index_text
+
+
+class Retriever:
+    def __init__(self, store: ChunkStore, embedder: Embedder, catalog: Catalog, settings: RetrievalSettings) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._catalog = catalog
+        self._settings = settings
+
+    def retrieve(
+        self,
+        query: str,
+        k: int | None = None,
+        *,
+        doc_ids: list[str] | None = None,
+        issuer: str | None = None,
+        specialty: str | None = None,
+        include_superseded: bool | None = None,
+    ) -> list[RetrievedPassage]:
+        """Top-k passages, best first. Only active documents unless superseded ones are asked for."""
+        query = query.strip()
+        if not query:
+            return []
+        include = self._settings.include_superseded if include_superseded is None else include_superseded
+        searchable = self._catalog.active_ids(include)
+        if doc_ids is not None:
+            searchable = [d for d in searchable if d in set(doc_ids)]
+        if not searchable:
+            return []
+        vector = self._embedder.embed_query(query)
+        where = ChunkFilter(doc_ids=searchable, issuer=issuer or None, specialty=specialty or None)
+        hits = self._store.search(query, vector, k or self._settings.top_k, where)
+        return self._with_similarity(hits, vector)
+
+    def _with_similarity(self, hits: list[SearchHit], query_vector: list[float]) -> list[RetrievedPassage]:
+        # RRF scores rank but do not measure relevance; the evidence gate needs a calibrated
+        # cosine, so the few returned passages are re-embedded (cheap at k <= 10).
+        texts = [index_text(h.chunk.title, h.chunk.section, h.chunk.text) for h in hits]
+        vectors = self._embedder.embed(texts) if texts else []
+        passages = []
+        for hit, vec in zip(hits, vectors, strict=True):
+            c = hit.chunk
+            passages.append(
+                RetrievedPassage(
+                    chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, file_name=c.file_name,
+                    issuer=c.issuer, version=c.version, page=c.page, section=c.section, text=c.text,
+                    score_kind="rrf", score=hit.score, similarity=round(cosine(query_vector, vec), 4),
+                )
+            )
+        return passages

@@ -1,0 +1,1 @@
+"""Streamlit pages: UI only; every decision is made in `core`."""

@@ -1,0 +1,77 @@
+"""Shared UI pieces: the cached services, the signed-in user, and passage rendering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from core.bootstrap import FirstStart, ensure_demo_users, first_start
+from core.errors import CQAError
+from core.schema import RetrievedPassage
+from core.services import Services, build_services
+from core.settings import Settings
+from core.users import Role, UserStore
+
+
+def _close(value: tuple[Services, FirstStart]) -> None:
+    value[0].close()
+
+
+@st.cache_resource(show_spinner="Opening the guideline library (first start indexes the demo corpus)…", on_release=_close)
+def _services(data_dir: str) -> tuple[Services, FirstStart]:
+    # Keyed by data folder so tests (and a second corpus) never share an instance by accident.
+    services = build_services(Settings(data_dir=data_dir))
+    return services, first_start(services.settings, services.library)
+
+
+def services() -> Services:
+    """The process-wide services; on failure shows the reason and stops the page."""
+    try:
+        return _services(str(Settings().data_dir))[0]
+    except CQAError as exc:
+        st.error(f"The guideline library is unavailable: {exc}")
+        st.stop()
+        raise  # unreachable: st.stop raises
+
+
+def user_store() -> UserStore:
+    settings = Settings()
+    ensure_demo_users(settings)
+    return UserStore(settings.users_path, settings.auth.cookie_name, settings.auth.cookie_expiry_days)
+
+
+def current_user() -> tuple[str | None, Role | None]:
+    return st.session_state.get("auth_user"), st.session_state.get("auth_role")
+
+
+def require_role(*roles: Role) -> None:
+    """Defence in depth: navigation hides pages, and each page checks again."""
+    _, role = current_user()
+    if role not in roles:
+        st.error("You do not have access to this page.")
+        st.stop()
+
+
+def show_passages(passages: list[RetrievedPassage], key: str) -> None:
+    if not passages:
+        st.info("No passages found in the searchable guidelines.")
+        return
+    lib = services().library
+    for i, p in enumerate(passages, 1):
+        page = f"page {p.page}" if p.page else "no pages"
+        with st.container(border=True):
+            st.markdown(f"**[{i}] {p.title}** · {p.section_label} · {page}")
+            caption = f"{p.file_name} · version {p.version or '—'} · {p.issuer or 'issuer unknown'}"
+            if p.similarity is not None:
+                caption += f" · similarity {p.similarity:.2f}"
+            st.caption(caption)
+            st.markdown(p.text)
+            _download_original(lib.original_file(p.doc_id), f"{key}_dl_{i}_{p.chunk_id}", p.page)
+
+
+def _download_original(path: Any, key: str, page: int | None) -> None:
+    if path is None:
+        return
+    label = f"Download original ({path.name}{', see page ' + str(page) if page else ''})"
+    st.download_button(label, data=path.read_bytes(), file_name=path.name, key=key)

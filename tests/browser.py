@@ -1,0 +1,102 @@
+"""A real browser against a real `streamlit run`: our own fixtures (no browser downloads here)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("Debian chromium is required for browser tests (.ci/run installs it).")
+        pytest.skip("chromium is not installed: apt-get install -y chromium")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningApp:
+    url: str
+    data_dir: Path
+    log: Path
+
+
+def start_app(data_dir: Path, guidelines: Path, env_extra: dict[str, str] | None = None) -> Iterator[RunningApp]:
+    port = free_port()
+    log = data_dir.parent / "streamlit.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CQA_")}
+    env.update(CQA_DATA_DIR=str(data_dir), CQA_GUIDELINES_DIR=str(guidelines), OMP_WAIT_POLICY="PASSIVE",
+               HF_HUB_OFFLINE="1", **(env_extra or {}))
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not start:\n" + log.read_text()[-3000:])
+        yield RunningApp(url, data_dir, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def browser_page() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    exe = chromium_path()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(90_000)
+        yield page
+        browser.close()
+
+
+def login(page: object, url: str, user: str, password: str) -> None:
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    page.goto(url)
+    page.get_by_label("User name").fill(user)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text(f"Signed in as {user}").wait_for()

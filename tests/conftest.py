@@ -1,0 +1,59 @@
+"""Shared fixtures. Every test gets its own data folder: no test touches ./var."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from core.embedding import Embedder, HashingEmbedder  # noqa: E402
+from core.services import Services, build_services  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.store import InMemoryStore  # noqa: E402
+
+pytest_plugins = ["tests.browser", "tests.fake_ollama"]
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "data" / "guidelines"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data = tmp_path / "var"
+    monkeypatch.setenv("CQA_DATA_DIR", str(data))
+    for name in ("CQA_MILVUS_URI", "CQA_STORE__MILVUS_URI", "CQA_LLM__BACKEND", "CQA_OLLAMA_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    return data
+
+
+@pytest.fixture
+def settings(_isolated_data_dir: Path) -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+def fake_services(settings: Settings) -> Iterator[Services]:
+    """Library services on the hashing embedder and the in-memory store (fast, no models)."""
+    svc = build_services(settings, embedder=HashingEmbedder(), store=InMemoryStore())
+    yield svc
+    svc.close()
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Embedder:
+    from core.embedding import MiniLMEmbedder
+
+    return MiniLMEmbedder()
+
+
+@pytest.fixture(scope="session")
+def test_output() -> Path:
+    out = REPO / "test-output"
+    out.mkdir(exist_ok=True)
+    return out
