@@ -42,7 +42,10 @@ if role is None:
     page = st.navigation([st.Page(login_page, title="Log in", icon=":material/login:")])
 else:
     services()  # opens the library (and indexes the demo corpus on first start) once per process
-    pages = [st.Page("pages/search.py", title="Search guidelines", icon=":material/search:", default=True)]
+    pages = [
+        st.Page("pages/chat.py", title="Ask", icon=":material/chat:", default=True),
+        st.Page("pages/search.py", title="Search guidelines", icon=":material/search:"),
+    ]
     if role == "admin":
         pages.append(st.Page("pages/library.py", title="Guideline library", icon=":material/library_books:"))
     page = st.navigation(pages)

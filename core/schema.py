@@ -80,4 +80,6 @@ class RetrievedPassage(BaseModel):
 
     @property
     def section_label(self) -> str:
-        return " › ".join(self.section) if self.section else "(no section)"
+        # A document's H1 is usually its title; repeating it in every citation is noise.
+        path = self.section[1:] if self.section[:1] == [self.title] and len(self.section) > 1 else self.section
+        return " › ".join(path) if path else "(no section)"

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from core.catalog import Catalog
 from core.embedding import Embedder, HashingEmbedder
 from core.library import GuidelineLibrary, RecoveryReport
+from core.llm import LLMBackend, build_llm, default_params
 from core.locking import WriterLock
+from core.pipeline import AnswerService
 from core.retrieval import Retriever
 from core.settings import Settings
 from core.store import ChunkStore, InMemoryStore, MilvusChunkStore, local_uri
@@ -73,3 +75,20 @@ def build_services(settings: Settings | None = None, *, embedder: Embedder | Non
     recovery = library.recover()
     retriever = Retriever(store, embedder, catalog, settings.retrieval)
     return Services(settings, embedder, store, catalog, library, retriever, recovery)
+
+
+def build_answer_service(services: Services, llm: LLMBackend | None = None) -> AnswerService:
+    """The answer pipeline on the configured LLM backend (or an injected one, e.g. `FakeLLM`).
+
+    With the Ollama backend and `allow_fallback`, an unreachable server falls back to the embedded
+    model, and the answer says so."""
+    settings = services.settings
+    llm = llm or build_llm(settings.llm)
+    fallback = None
+    if llm.info.backend == "ollama" and settings.llm.allow_fallback:
+        embedded = settings.llm.model_copy(update={"backend": "embedded"})
+        fallback = lambda: build_llm(embedded)  # noqa: E731 - loaded only if Ollama fails
+    return AnswerService(
+        retriever=services.retriever, llm=llm, settings=settings.answer, params=default_params(settings.llm),
+        fallback=fallback, library_is_empty=services.library.is_empty,
+    )

@@ -66,6 +66,17 @@ class RetrievalSettings(BaseModel):
     include_superseded: bool = Field(default=False, description="Search superseded versions too.")
 
 
+class AnswerSettings(BaseModel):
+    top_k: int = Field(default=5, ge=1, le=20, description="Passages retrieved per question.")
+    max_passages: int = Field(default=3, ge=1, le=10, description="Passages given to the model at most.")
+    evidence_threshold: float = Field(
+        default=0.41, description="Refuse unless the best passage cosine similarity reaches this (scripts/calibrate_gate.py)."
+    )
+    min_passage_similarity: float = Field(
+        default=0.30, description="Passages below this similarity are not given to the model."
+    )
+
+
 class AuthSettings(BaseModel):
     cookie_name: str = Field(default="cqa_auth")
     cookie_expiry_days: float = Field(default=1.0, description="Login lifetime.")
@@ -86,6 +97,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     # Shortcut env names the issues promise (CQA_MILVUS_URI, CQA_OLLAMA_HOST) map onto nested fields.
     milvus_uri: str | None = Field(default=None, description="Alias of store.milvus_uri.")

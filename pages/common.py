@@ -8,8 +8,9 @@ import streamlit as st
 
 from core.bootstrap import FirstStart, ensure_demo_users, first_start
 from core.errors import CQAError
+from core.pipeline import AnswerService
 from core.schema import RetrievedPassage
-from core.services import Services, build_services
+from core.services import Services, build_answer_service, build_services
 from core.settings import Settings
 from core.users import Role, UserStore
 
@@ -33,6 +34,22 @@ def services() -> Services:
         st.error(f"The guideline library is unavailable: {exc}")
         st.stop()
         raise  # unreachable: st.stop raises
+
+
+@st.cache_resource(show_spinner="Loading the language model…")
+def _answer_service(data_dir: str, backend: str) -> AnswerService:
+    return build_answer_service(services())
+
+
+def answer_service() -> AnswerService:
+    """The process-wide answer pipeline (one model in memory, shared behind its lock)."""
+    settings = Settings()
+    try:
+        return _answer_service(str(settings.data_dir), settings.llm.backend)
+    except CQAError as exc:
+        st.error(f"The language model is unavailable: {exc}")
+        st.stop()
+        raise
 
 
 def user_store() -> UserStore:

@@ -100,3 +100,13 @@ def login(page: object, url: str, user: str, password: str) -> None:
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.get_by_text(f"Signed in as {user}").wait_for()
+
+
+def wait_idle(page: object, timeout_ms: int = 120_000) -> None:
+    """Wait until Streamlit has finished its current script run (its 'Running…' widget is gone);
+    a click during a rerun can be dropped."""
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)

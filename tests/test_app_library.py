@@ -17,6 +17,7 @@ def _fast_backends(monkeypatch: pytest.MonkeyPatch) -> None:
     # UI tests exercise the pages; the real embedder and Milvus are covered by integration tests.
     monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
     monkeypatch.setenv("CQA_STORE__MODE", "memory")
+    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
 
 
 def _app() -> AppTest:
@@ -95,6 +96,7 @@ def test_admin_retrieval_test_box_shows_page_and_section() -> None:
 
 def test_clinician_search_page() -> None:
     at = _login(_app(), "clinician", "clinician-demo")
+    at.switch_page("pages/search.py").run()
     at.text_input(key="search_query").input("asthma inhaler")
     at.button(key="FormSubmitter:search_form-Search").click().run()
     assert not at.exception, at.exception

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import RunningApp, login, start_app
+from tests.browser import RunningApp, login, start_app, wait_idle
 from tests.conftest import CORPUS
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -45,11 +45,14 @@ def test_admin_uploads_lists_and_retrieves(app: RunningApp, browser_page: object
     page = browser_page
     assert isinstance(page, Page)
     login(page, app.url, "admin", "admin-demo")
+    wait_idle(page)
     page.get_by_role("link", name="Guideline library").click()
+    wait_idle(page)
     upload = tmp_path / "gout.md"
     upload.write_bytes(GUIDELINE)
     page.locator("input[type=file]").set_input_files(str(upload))
     page.get_by_text("gout.md").first.wait_for()
+    wait_idle(page)
     page.get_by_role("button", name="Ingest").click()
     expect(page.get_by_text("Ingested 'gout.md'").first).to_be_visible(timeout=120_000)
 
@@ -62,6 +65,7 @@ def test_admin_uploads_lists_and_retrieves(app: RunningApp, browser_page: object
 
     page.get_by_role("tab", name="Retrieval test").click()
     page.get_by_label("Query").fill("colchicine dose for a gout flare")
+    wait_idle(page)
     page.get_by_role("button", name="Retrieve").click()
     result = page.get_by_text("[1] Gout Flare Management")
     expect(result).to_be_visible(timeout=60_000)

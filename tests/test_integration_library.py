@@ -53,7 +53,7 @@ def test_every_demo_document_is_indexed_with_metadata(corpus_services: Services)
     assert {"pdf", "docx", "html", "markdown", "text"} <= formats
     for d in docs:
         assert d.status == "active" and d.chunks > 0, d
-        assert d.issuer or d.format == "text", f"{d.file_name} has no issuer"
+        assert d.issuer and d.version and d.effective_date, f"{d.file_name} lacks metadata"
     assert all(d.pages and d.pages >= 3 for d in docs if d.format == "pdf")
 
 

@@ -1,0 +1,104 @@
+"""The `Answer` contract: what the pipeline returns, the CLI prints and evaluation reads.
+
+Field names in the issue's contract are never renamed; new fields are only added.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+AnswerStatus = Literal["answered", "refused", "escalated"]
+RefusalReason = Literal["no_evidence", "out_of_scope", "unsafe", "invalid_output", "model_unavailable", "empty_library"]
+
+
+class Citation(BaseModel):
+    n: int = Field(description="The [n] marker used in the answer text.")
+    document: str = Field(description="File name of the cited guideline.")
+    doc_id: str
+    title: str
+    page: int | None = None
+    section: str = Field(description="Section path, outermost first, joined with ' › '.")
+    chunk_id: str
+    quote: str = Field(description="The passage sentence(s) that best support the claim.")
+    verified: bool = Field(description="At least one sentence citing it is supported by this passage.")
+    issuer: str | None = None
+    version: str | None = None
+
+
+class SentenceCheck(BaseModel):
+    """One sentence of the answer and whether its citations support it."""
+
+    text: str
+    citations: list[int] = Field(default_factory=list)
+    supported: bool
+    score: float = Field(description="Best support score over the cited passages (0-1).")
+    problems: list[str] = Field(default_factory=list, description="e.g. 'number 0.3 mg not in [2]'.")
+
+
+class Refusal(BaseModel):
+    reason: RefusalReason
+    message: str
+
+
+class Escalation(BaseModel):
+    level: Literal["emergent", "urgent"]
+    rule: str
+    message: str
+
+
+class RetrievedRef(BaseModel):
+    chunk_id: str
+    document: str
+    doc_id: str = ""
+    page: int | None = None
+    score: float
+    similarity: float | None = None
+    title: str = ""
+    section: str = ""
+
+
+class AdapterRef(BaseModel):
+    name: str
+    scale: float
+
+
+class Timings(BaseModel):
+    retrieve_s: float = 0.0
+    generate_s: float = 0.0
+    total_s: float = 0.0
+    ttft_s: float | None = None
+
+
+class TokenUsage(BaseModel):
+    prompt: int = 0
+    completion: int = 0
+    context_window: int = 0
+    passages_given: int = 0
+    passages_dropped: int = Field(default=0, description="Lowest-ranked passages left out to fit the context.")
+    estimated: bool = Field(default=False, description="True when the backend cannot count tokens exactly.")
+
+
+class Answer(BaseModel):
+    status: AnswerStatus
+    text: str
+    citations: list[Citation] = Field(default_factory=list)
+    refusal: Refusal | None = None
+    escalation: Escalation | None = None
+    retrieved: list[RetrievedRef] = Field(default_factory=list)
+    model: str = ""
+    adapter: AdapterRef | None = None
+    prompt_version: str = ""
+    timings: Timings = Field(default_factory=Timings)
+    # Additions beyond the contract:
+    question: str = ""
+    standalone_question: str = Field(default="", description="Follow-up rewritten with the history.")
+    backend: str = ""
+    grounded: bool = Field(default=False, description="Every sentence is supported by a cited passage.")
+    sentences: list[SentenceCheck] = Field(default_factory=list)
+    tokens: TokenUsage = Field(default_factory=TokenUsage)
+    format_valid: bool = Field(default=True, description="The model's output parsed on the first try.")
+    retries: int = 0
+    warnings: list[str] = Field(default_factory=list)
+    nearest: list[RetrievedRef] = Field(default_factory=list, description="Closest sections shown on refusal.")

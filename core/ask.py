@@ -1,0 +1,60 @@
+"""CLI: `python -m core.ask "question" [--json] [--backend embedded|ollama]`."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+from core.answers import Answer  # noqa: E402
+from core.errors import CQAError  # noqa: E402
+from core.services import build_answer_service, build_services  # noqa: E402
+from core.settings import Settings  # noqa: E402
+
+
+def render(answer: Answer) -> str:
+    lines = [f"[{answer.status}] {answer.text}"]
+    for c in answer.citations:
+        page = f", page {c.page}" if c.page else ""
+        mark = "verified" if c.verified else "NOT VERIFIED"
+        lines.append(f"  [{c.n}] {c.title} — {c.section}{page} ({c.document}) {mark}")
+    for r in answer.nearest:
+        lines.append(f"  nearest: {r.title} — {r.section}" + (f", page {r.page}" if r.page else ""))
+    for w in answer.warnings:
+        lines.append(f"  warning: {w}")
+    t = answer.tokens
+    lines.append(f"  {answer.model} ({answer.backend}) · prompt {answer.prompt_version} · "
+                 f"{t.prompt + t.completion:,} / {t.context_window:,} tokens · {answer.timings.total_s:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.ask", description="Ask the guideline assistant.")
+    parser.add_argument("question")
+    parser.add_argument("--json", action="store_true", help="Print the Answer JSON.")
+    parser.add_argument("--backend", choices=["embedded", "ollama"], help="Override CQA_LLM__BACKEND.")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    if args.backend:
+        settings.llm.backend = args.backend
+    try:
+        services = build_services(settings)
+    except CQAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    try:
+        answer = build_answer_service(services).ask(args.question)
+    except CQAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        services.close()
+    print(answer.model_dump_json(indent=2) if args.json else render(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

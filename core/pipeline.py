@@ -1,0 +1,293 @@
+"""Question → safety hook → hybrid retrieval → evidence gate → prompt → generation → parse →
+citation verification → `Answer`.
+
+`AnswerService.run()` returns an `AnswerRun`: iterate it for the model's text as it streams (a
+preview), then read `.answer`, the verified result that the UI renders in place of the preview.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+
+from core.answers import (
+    AdapterRef,
+    Answer,
+    Citation,
+    Refusal,
+    RetrievedRef,
+    TokenUsage,
+)
+from core.citations import SUPPORT_THRESHOLD, verify
+from core.errors import CQAError, LLMUnavailableError
+from core.llm import AdapterChoice, ChatMessage, GenerationParams, LLMBackend
+from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, RETRY_REMINDER, PromptTemplate, build_messages
+from core.retrieval import Retriever
+from core.safety import NoSafetyRules, SafetyRules
+from core.schema import RetrievedPassage
+from core.settings import AnswerSettings
+
+NO_EVIDENCE_MESSAGE = (
+    "This is not covered by your organisation's guidelines in the library, so no answer is given. "
+    "The closest sections are listed below; check them, or consult a senior colleague or specialist."
+)
+INVALID_OUTPUT_MESSAGE = (
+    "The model's answer could not be checked against the guidelines, so it is not shown. "
+    "Read the most relevant guideline sections below."
+)
+EMPTY_LIBRARY_MESSAGE = "The guideline library is empty. Ask an admin to upload your organisation's guidelines."
+_FOLLOW_UP = re.compile(
+    r"^(and|but|what about|how about|also|what if|then|so)\b|\b(it|its|that|this|these|those|they|them|he|she)\b",
+    re.IGNORECASE,
+)
+
+
+class Turn(BaseModel):
+    """One earlier exchange in the conversation."""
+
+    question: str
+    answer: str = ""
+
+
+class AskOptions(BaseModel):
+    adapter: AdapterChoice | None = None
+    prompt: PromptTemplate = Field(default_factory=lambda: BUILTIN_PROMPT)
+    top_k: int | None = None
+
+
+@dataclass
+class AnswerRun:
+    """Iterate for streamed model text; `.answer` is set when iteration ends."""
+
+    _steps: Iterator[str]
+    answer: Answer | None = None
+    _done: bool = field(default=False)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._steps
+        self._done = True
+
+    def result(self) -> Answer:
+        """Run to the end (discarding the preview) and return the answer."""
+        if not self._done:
+            for _ in self:
+                pass
+        assert self.answer is not None
+        return self.answer
+
+
+def standalone_question(question: str, history: list[Turn]) -> str:
+    """A follow-up ("and in children?", "what dose is it?") is searched together with the previous
+    question. Rule-based on purpose: a 135M model rewriting queries is too unreliable to gate on."""
+    if not history:
+        return question.strip()
+    q = question.strip()
+    if len(q.split()) <= 6 or _FOLLOW_UP.search(q):
+        return f"{q} (follow-up to: {history[-1].question.strip()})"
+    return q
+
+
+class AnswerService:
+    def __init__(
+        self,
+        retriever: Retriever,
+        llm: LLMBackend,
+        settings: AnswerSettings,
+        params: GenerationParams,
+        safety: SafetyRules | None = None,
+        fallback: Callable[[], LLMBackend] | None = None,
+        library_is_empty: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._retriever = retriever
+        self._llm = llm
+        self._settings = settings
+        self._params = params
+        self._safety = safety or NoSafetyRules()
+        self._fallback = fallback
+        self._library_is_empty = library_is_empty
+
+    @property
+    def llm(self) -> LLMBackend:
+        return self._llm
+
+    def ask(self, question: str, history: list[Turn] | None = None, options: AskOptions | None = None) -> Answer:
+        return self.run(question, history, options).result()
+
+    def run(self, question: str, history: list[Turn] | None = None, options: AskOptions | None = None) -> AnswerRun:
+        run = AnswerRun(iter(()))
+        run._steps = self._steps(run, question, history or [], options or AskOptions())
+        return run
+
+    # -- the pipeline -----------------------------------------------------------------------
+    def _steps(self, run: AnswerRun, question: str, history: list[Turn], opts: AskOptions) -> Iterator[str]:
+        started = time.perf_counter()
+        base = Answer(
+            status="answered", text="", question=question, prompt_version=opts.prompt.version,
+            model=self._llm.info.name, backend=self._llm.info.backend,
+            adapter=AdapterRef(name=opts.adapter.name, scale=opts.adapter.scale) if opts.adapter else None,
+        )
+        decision = self._safety.check(question)
+        if decision.refusal and not decision.escalation:
+            run.answer = self._finish(base.model_copy(update={
+                "status": "refused", "refusal": decision.refusal, "text": decision.refusal.message}), started)
+            return
+        if self._library_is_empty():
+            run.answer = self._finish(self._refuse(base, "empty_library", EMPTY_LIBRARY_MESSAGE, []), started)
+            return
+        query = standalone_question(question, history)
+        base.standalone_question = query
+        t0 = time.perf_counter()
+        passages = self._retriever.retrieve(query, opts.top_k or self._settings.top_k)
+        base.timings.retrieve_s = round(time.perf_counter() - t0, 3)
+        base.retrieved = [_ref(p) for p in passages]
+        evidence = [p for p in passages if (p.similarity or 0.0) >= self._settings.min_passage_similarity]
+        if not passages or max(p.similarity or 0.0 for p in passages) < self._settings.evidence_threshold:
+            answer = self._refuse(base, "no_evidence", NO_EVIDENCE_MESSAGE, passages)
+        else:
+            answer = yield from self._generate(base, question, evidence[: self._settings.max_passages], opts)
+        if decision.escalation:
+            answer = _escalate(answer, decision)
+        run.answer = self._finish(answer, started)
+
+    def _generate(
+        self, base: Answer, question: str, passages: list[RetrievedPassage], opts: AskOptions
+    ) -> Generator[str, None, Answer]:
+        llm = self._llm
+        messages, passages, dropped = self._fit(llm, opts.prompt, question, passages)
+        base.tokens = TokenUsage(
+            prompt=llm.count_tokens(messages), context_window=llm.info.context_window,
+            passages_given=len(passages), passages_dropped=dropped, estimated=llm.info.backend == "ollama",
+        )
+        if dropped:
+            base.warnings.append(f"{dropped} lower-ranked passage(s) left out to fit the model's context window.")
+        t0 = time.perf_counter()
+        text = ""
+        for attempt in range(2):
+            try:
+                text, ttft = yield from self._stream(llm, messages, opts.adapter, base)
+            except LLMUnavailableError as exc:
+                if self._fallback is None or llm is not self._llm:
+                    base.timings.generate_s = round(time.perf_counter() - t0, 3)
+                    return self._refuse(base, "model_unavailable", str(exc), passages)
+                base.warnings.append(f"{exc} Answered with the embedded model instead.")
+                llm = self._fallback()
+                base.model, base.backend = llm.info.name, llm.info.backend
+                text, ttft = yield from self._stream(llm, messages, opts.adapter, base)
+            if attempt == 0:
+                base.timings.ttft_s = ttft
+            if _declines(text) or _format_ok(text, len(passages)):
+                break
+            base.format_valid = False
+            base.retries = 1
+            messages = [*messages, ChatMessage(role="assistant", content=text), ChatMessage(role="user", content=RETRY_REMINDER)]
+            yield "\n\n"
+        base.timings.generate_s = round(time.perf_counter() - t0, 3)
+        if _declines(text):
+            return self._refuse(base, "no_evidence", NO_EVIDENCE_MESSAGE, passages)
+        if not _format_ok(text, len(passages)):
+            return self._refuse(base, "invalid_output", INVALID_OUTPUT_MESSAGE, passages)
+        return _verified(base, _clean(text), passages)
+
+    def _stream(
+        self, llm: LLMBackend, messages: list[ChatMessage], adapter: AdapterChoice | None, base: Answer
+    ) -> Generator[str, None, tuple[str, float | None]]:
+        generation = llm.generate(messages, self._params, adapter)
+        with generation:
+            yield from generation
+            stats = generation.stats
+        base.tokens.completion += stats.completion_tokens
+        if stats.prompt_tokens:
+            base.tokens.prompt = stats.prompt_tokens
+        if stats.finish_reason == "length":
+            base.warnings.append("The answer hit the length limit and may be cut short.")
+        return generation.text, stats.ttft_s
+
+    def _fit(
+        self, llm: LLMBackend, prompt: PromptTemplate, question: str, passages: list[RetrievedPassage]
+    ) -> tuple[list[ChatMessage], list[RetrievedPassage], int]:
+        """Drop the lowest-ranked passages until prompt + answer fit the context window."""
+        budget = llm.info.context_window - self._params.max_tokens
+        kept = list(passages)
+        while True:
+            messages = build_messages(prompt, question, kept)
+            if llm.count_tokens(messages) <= budget or len(kept) <= 1:
+                return messages, kept, len(passages) - len(kept)
+            kept.pop()
+
+    def _refuse(self, base: Answer, reason: str, message: str, nearest: list[RetrievedPassage]) -> Answer:
+        return base.model_copy(update={
+            "status": "refused", "text": message, "refusal": Refusal(reason=reason, message=message),  # type: ignore[arg-type]
+            "nearest": [_ref(p) for p in nearest[:3]], "citations": [], "grounded": False,
+        })
+
+    @staticmethod
+    def _finish(answer: Answer, started: float) -> Answer:
+        answer.timings.total_s = round(time.perf_counter() - started, 3)
+        return answer
+
+
+def _escalate(answer: Answer, decision: object) -> Answer:
+    from core.safety import SafetyDecision
+
+    assert isinstance(decision, SafetyDecision) and decision.escalation is not None
+    text = decision.escalation.message + ("\n\n" + answer.text if answer.status == "answered" else "")
+    return answer.model_copy(update={"status": "escalated", "escalation": decision.escalation, "text": text})
+
+
+def _ref(p: RetrievedPassage) -> RetrievedRef:
+    return RetrievedRef(
+        chunk_id=p.chunk_id, document=p.file_name, doc_id=p.doc_id, page=p.page, score=round(p.score, 5),
+        similarity=p.similarity, title=p.title, section=p.section_label,
+    )
+
+
+_MARKER = re.compile(r"\[(?:source|passage)?\s*\d+(?:\s*[,–-]\s*\d+)*\]", re.IGNORECASE)
+_NUM = re.compile(r"\d+")
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"^\s*(answer|response)\s*:\s*", "", text.strip(), flags=re.IGNORECASE).strip()
+
+
+def _declines(text: str) -> bool:
+    return NOT_IN_GUIDELINES.lower() in text.lower() and not _MARKER.search(text)
+
+
+def _format_ok(text: str, n_passages: int) -> bool:
+    """At least one citation marker, and every marker points at a passage that was given."""
+    markers = _MARKER.findall(text)
+    if not markers or not _clean(text):
+        return False
+    numbers = [int(n) for m in markers for n in _NUM.findall(m)]
+    return all(1 <= n <= n_passages for n in numbers)
+
+
+def _verified(base: Answer, text: str, passages: list[RetrievedPassage]) -> Answer:
+    # The heading path goes with the text: a faithful sentence often names the topic ("For
+    # low-severity pneumonia, give…") that only the section title states.
+    check = verify(text, [(i, f"{p.title} › {p.section_label}\n{p.text}") for i, p in enumerate(passages, 1)], SUPPORT_THRESHOLD)
+    citations = []
+    for n in sorted(check.cited_ok):
+        if not 1 <= n <= len(passages):
+            continue
+        p = passages[n - 1]
+        citations.append(Citation(
+            n=n, document=p.file_name, doc_id=p.doc_id, title=p.title, page=p.page, section=p.section_label,
+            chunk_id=p.chunk_id, quote=check.quotes.get(n, ""), verified=check.cited_ok[n], issuer=p.issuer,
+            version=p.version,
+        ))
+    grounded = check.all_supported and any(c.verified for c in citations)
+    warnings = list(base.warnings)
+    if not grounded:
+        warnings.append("Not every sentence is supported by the passage it cites: read the sources before acting.")
+    return base.model_copy(update={
+        "text": text, "citations": citations, "sentences": check.sentences, "grounded": grounded, "warnings": warnings,
+    })
+
+
+class PipelineError(CQAError):
+    """Raised when the pipeline cannot run at all (never for a refusal)."""

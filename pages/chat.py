@@ -1,0 +1,131 @@
+"""Clinician chat: cited answers from the guideline library, verified before they are shown."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import streamlit as st
+
+from core.answers import Answer
+from core.errors import CQAError
+from core.pipeline import Turn
+from pages.common import answer_service, require_role, services
+
+require_role("admin", "clinician")
+st.title("Ask the guidelines")
+st.info(
+    "Decision support only, not a medical device. Answers come from your organisation's guidelines; "
+    "check the cited section before acting. In an emergency, follow your local emergency procedures.",
+    icon=":material/info:",
+)
+svc = services()
+answers = answer_service()
+st.session_state.setdefault("chat_turns", [])
+turns: list[dict[str, object]] = st.session_state["chat_turns"]
+_MARK = re.compile(r"\s*\[(?:source|passage)?\s*\d+(?:\s*[,–-]\s*\d+)*\]", re.IGNORECASE)
+
+
+def render_sentences(answer: Answer) -> None:
+    parts = []
+    for s in answer.sentences:
+        marks = "".join(f"<sup>[{n}]</sup>" for n in s.citations)
+        text = html.escape(_MARK.sub("", s.text).strip())
+        if s.supported:
+            parts.append(f"{text} {marks}")
+        else:
+            why = html.escape("; ".join(s.problems) or "not supported by the cited passage")
+            parts.append(f"<span style='background:#fff3cd' title='{why}'>⚠ {text} {marks} <em>(unverified: {why})</em></span>")
+    st.markdown(" ".join(parts) if parts else html.escape(answer.text), unsafe_allow_html=True)
+
+
+def highlight(passage: str, quote: str) -> str:
+    body = html.escape(passage)
+    q = html.escape(quote.strip())
+    return body.replace(q, f"<mark>{q}</mark>") if q and q in body else body
+
+
+def render_sources(answer: Answer, key: str) -> None:
+    lib = svc.library
+    with st.expander(f"Sources ({len(answer.citations)})", expanded=True):
+        for c in answer.citations:
+            page = f" · page {c.page}" if c.page else ""
+            badge = ":green[verified]" if c.verified else ":orange[not verified]"
+            st.markdown(f"**[{c.n}] {c.title}** · {c.section}{page} · {badge}")
+            st.caption(f"{c.document} · version {c.version or '—'} · {c.issuer or 'issuer unknown'}")
+            chunk = next((x for x in lib.chunks(c.doc_id) if x.chunk_id == c.chunk_id), None)
+            passage = chunk.text if chunk else c.quote
+            st.markdown(f"<div style='border-left:3px solid #0b5cad;padding-left:.6em'>{highlight(passage, c.quote)}</div>",
+                        unsafe_allow_html=True)
+            original = lib.original_file(c.doc_id)
+            if original is not None:
+                st.download_button(f"Open original ({original.name}{page})", original.read_bytes(),
+                                   file_name=original.name, key=f"{key}_src_{c.n}")
+
+
+def render_nearest(answer: Answer, key: str) -> None:
+    lib = svc.library
+    for i, r in enumerate(answer.nearest):
+        page = f", page {r.page}" if r.page else ""
+        with st.expander(f"{r.title} — {r.section}{page}"):
+            chunk = next((x for x in lib.chunks(r.doc_id) if x.chunk_id == r.chunk_id), None) if r.doc_id else None
+            st.markdown(chunk.text if chunk else "(passage no longer in the library)")
+            original = lib.original_file(r.doc_id) if r.doc_id else None
+            if original is not None:
+                st.download_button(f"Open original ({original.name}{page})", original.read_bytes(),
+                                   file_name=original.name, key=f"{key}_near_{i}")
+
+
+def render_answer(answer: Answer, key: str) -> None:
+    if answer.escalation:
+        st.error(answer.escalation.message, icon=":material/emergency:")
+    if answer.status == "refused" and answer.refusal:
+        st.warning(answer.refusal.message, icon=":material/block:")
+        if answer.nearest:
+            st.markdown("**Closest guideline sections:**")
+            render_nearest(answer, key)
+    elif answer.status in ("answered", "escalated") and answer.sentences:
+        if answer.grounded:
+            st.success("Grounded: every sentence is supported by the passage it cites.", icon=":material/verified:")
+        else:
+            st.warning("Unverified: some statements are not supported by their cited passage. Read the sources.",
+                       icon=":material/warning:")
+        render_sentences(answer)
+        render_sources(answer, key)
+    for w in answer.warnings:
+        st.caption(f"⚠ {w}")
+    t = answer.tokens
+    adapter = f"{answer.adapter.name} ×{answer.adapter.scale:g}" if answer.adapter else "no adapter"
+    st.caption(
+        f"{answer.model} ({answer.backend}) · {adapter} · prompt {answer.prompt_version} · "
+        f"{t.prompt + t.completion:,} / {t.context_window:,} tokens · {answer.timings.total_s:.1f} s"
+    )
+
+
+for i, turn in enumerate(turns):
+    with st.chat_message("user"):
+        st.markdown(str(turn["question"]))
+    with st.chat_message("assistant"):
+        render_answer(Answer.model_validate(turn["answer"]), key=f"turn{i}")
+
+if svc.library.is_empty():
+    st.warning("The guideline library is empty. An admin can upload guidelines on the library page.")
+question = st.chat_input("Ask a question about your guidelines", key="chat_input")
+if question:
+    history = [Turn(question=str(t["question"]), answer=str(Answer.model_validate(t["answer"]).text)) for t in turns]
+    with st.chat_message("user"):
+        st.markdown(question)
+    with st.chat_message("assistant"):
+        try:
+            run = answers.run(question, history)
+            preview = st.empty()
+            with preview.container():
+                st.caption("Drafting from the guidelines… (checked against the sources before it is shown)")
+                st.write_stream(run)
+            preview.empty()
+            answer = run.result()
+        except CQAError as exc:
+            st.error(str(exc))
+        else:
+            render_answer(answer, key=f"turn{len(turns)}")
+            turns.append({"question": question, "answer": answer.model_dump(mode="json")})

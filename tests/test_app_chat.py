@@ -1,0 +1,76 @@
+"""AppTest for the chat page: a real cited answer from the embedded model, refusals, errors as messages."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import CORPUS, REPO
+
+APP = str(REPO / "app.py")
+
+
+def _login_clinician() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.text_input(key="login_user").input("clinician")
+    at.text_input(key="login_password").input("clinician-demo")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(CORPUS / "anaphylaxis.md", corpus)
+    monkeypatch.setenv("CQA_GUIDELINES_DIR", str(corpus))
+    return corpus
+
+
+@pytest.mark.integration
+def test_clinician_gets_a_cited_answer_from_the_real_model(small_corpus: Path) -> None:
+    at = _login_clinician()
+    assert any("Decision support only" in i.value for i in at.info)
+    at.chat_input(key="chat_input").set_value("What dose of adrenaline is given IM in anaphylaxis?").run()
+    assert not at.exception, at.exception
+    shown = " ".join(m.value for m in at.markdown)
+    captions = " ".join(c.value for c in at.caption)
+    answer = at.session_state["chat_turns"][-1]["answer"]
+    assert "tokens" in captions and "prompt builtin-1" in captions  # model / prompt / token usage under the answer
+    if answer["status"] == "answered":
+        assert answer["citations"], answer
+        assert "Sources" in " ".join(e.label for e in at.expander)
+        assert "anaphylaxis" in shown.lower()
+    else:  # the 135M model may decline; then the refusal must say why and show the nearest sections
+        assert answer["refusal"]["message"] in " ".join(w.value for w in at.warning)
+
+
+def test_off_topic_question_is_refused_with_nearest_sections(small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
+    monkeypatch.setenv("CQA_STORE__MODE", "memory")
+    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+    monkeypatch.setenv("CQA_ANSWER__EVIDENCE_THRESHOLD", "0.99")
+    at = _login_clinician()
+    at.chat_input(key="chat_input").set_value("Who won the 2018 World Cup?").run()
+    assert not at.exception, at.exception
+    assert any("not covered by your organisation's guidelines" in w.value for w in at.warning)
+    assert any("Closest guideline sections" in m.value for m in at.markdown)
+
+
+def test_unreachable_ollama_is_a_message_not_a_traceback(small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
+    monkeypatch.setenv("CQA_STORE__MODE", "memory")
+    monkeypatch.setenv("CQA_LLM__BACKEND", "ollama")
+    monkeypatch.setenv("CQA_OLLAMA_HOST", "http://127.0.0.1:9")  # discard port: nothing listens
+    monkeypatch.setenv("CQA_LLM__ALLOW_FALLBACK", "false")
+    monkeypatch.setenv("CQA_ANSWER__EVIDENCE_THRESHOLD", "0.0")
+    at = _login_clinician()
+    at.chat_input(key="chat_input").set_value("What dose of adrenaline in anaphylaxis?").run()
+    assert not at.exception, at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "127.0.0.1:9" in warnings

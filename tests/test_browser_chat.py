@@ -1,0 +1,62 @@
+"""Real browser: a clinician asks a question and sees a cited answer with its Sources panel.
+
+The app runs for real (streamlit, MiniLM, Milvus Lite, the official `ollama` client, citation
+verification); the model behind the Ollama API is the test's own server answering by quoting the
+first passage it was given, so the answer is deterministic. The real SmolLM2 model is exercised by
+the AppTest and integration tests.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from core.llm import ChatMessage, FakeLLM
+from tests.browser import RunningApp, login, start_app, wait_idle
+from tests.conftest import CORPUS
+from tests.fake_ollama import FakeOllama
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+
+def quote_first_passage(messages: list[ChatMessage]) -> str:
+    """Answer with the first sentence of passage [1] that states a number, cited as [1]."""
+    user = next(m.content for m in messages if m.role == "user")
+    body = user.split('"""', 2)[1]
+    sentences = re.split(r"(?<=[.])\s+", " ".join(body.split()))
+    chosen = next((s for s in sentences if re.search(r"\d", s)), sentences[0]).rstrip(".")
+    return f"{chosen} [1]."
+
+
+@pytest.fixture
+def app(tmp_path: Path, fake_ollama_server: Callable[..., FakeOllama]) -> Iterator[RunningApp]:
+    server = fake_ollama_server(backend=FakeLLM(quote_first_passage))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(CORPUS / "anaphylaxis.md", corpus)
+    env = {"CQA_LLM__BACKEND": "ollama", "CQA_OLLAMA_HOST": server.url, "CQA_LLM__ALLOW_FALLBACK": "false"}
+    yield from start_app(tmp_path / "var", corpus, env)
+
+
+def test_clinician_sees_cited_answer_and_sources(app: RunningApp, browser_page: object, test_output: Path) -> None:
+    from playwright.sync_api import Page, expect
+
+    page = browser_page
+    assert isinstance(page, Page)
+    login(page, app.url, "clinician", "clinician-demo")
+    expect(page.get_by_text("Decision support only, not a medical device")).to_be_visible()
+    wait_idle(page)
+    box = page.get_by_placeholder("Ask a question about your guidelines")
+    box.fill("What dose of adrenaline is given intramuscularly in anaphylaxis?")
+    box.press("Enter")
+    expect(page.get_by_text("Sources (1)")).to_be_visible(timeout=180_000)
+    expect(page.get_by_text("Grounded: every sentence is supported")).to_be_visible()
+    expect(page.get_by_text("Emergency Treatment of Anaphylaxis in Adults").first).to_be_visible()
+    expect(page.get_by_text("verified").first).to_be_visible()
+    expect(page.get_by_text("/ 8,192 tokens", exact=False).first).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("Open original"))).to_be_visible()
+    page.screenshot(path=str(test_output / "browser_chat.png"), full_page=True)
