@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 AnswerStatus = Literal["answered", "refused", "escalated"]
-RefusalReason = Literal["no_evidence", "out_of_scope", "unsafe", "invalid_output", "model_unavailable", "empty_library"]
+RefusalReason = Literal["no_evidence", "out_of_scope", "unsafe", "invalid_output", "model_unavailable", "empty_library", "needs_clarification"]
 
 
 class Citation(BaseModel):

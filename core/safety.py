@@ -1,15 +1,15 @@
 """The hook where escalation and refusal rules plug into the answer pipeline.
 
-The rules themselves (red flags, scope, unsafe requests) are a separate piece of work; the
-pipeline already calls `SafetyRules.check` before retrieval and honours its decision, so
-escalation will take precedence over everything once rules are loaded.
+The pipeline calls `SafetyRules.check` before retrieval and honours its decision: an escalation is
+prefixed to whatever follows and wins over every refusal; a refusal without escalation stops the
+pipeline. `core.rules.RuleSet` is the real implementation (rules in `data/rules/*.yaml`).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from core.answers import Escalation, Refusal
 
@@ -18,6 +18,14 @@ class SafetyDecision(BaseModel):
     escalation: Escalation | None = None
     refusal: Refusal | None = None
     rule_set_version: str = "none"
+    clarify: str | None = Field(
+        default=None, description="A clarifying question (also given as a 'needs_clarification' refusal)."
+    )
+    injection: bool = Field(
+        default=False, description="The message tries to change instructions; it is still treated as data."
+    )
+    pii: list[str] = Field(default_factory=list, description="Kinds of patient identifiers found, for a UI warning.")
+    matched_rules: list[str] = Field(default_factory=list, description="Ids of every rule that fired.")
 
 
 class SafetyRules(Protocol):

@@ -20,7 +20,22 @@ st.info(
     icon=":material/info:",
 )
 svc = services()
-answers = answer_service()
+answers = answer_service(st.session_state.get("chat_ollama_model"))
+with st.sidebar:
+    info = answers.llm.info
+    if info.backend == "ollama":
+        from core.llm.ollama_backend import OllamaBackend
+
+        health = answers.llm.health()
+        if not health.ok:
+            st.warning(health.message)
+        elif isinstance(answers.llm, OllamaBackend):
+            tags = answers.llm.list_models()
+            if tags:
+                current = st.session_state.get("chat_ollama_model", info.name)
+                st.selectbox("Ollama model", tags, index=tags.index(current) if current in tags else 0,
+                             key="chat_ollama_model")
+    st.caption(f"Model: **{info.name}** ({info.backend}, {info.context_window:,}-token context)")
 st.session_state.setdefault("chat_turns", [])
 turns: list[dict[str, object]] = st.session_state["chat_turns"]
 _MARK = re.compile(r"\s*\[(?:source|passage)?\s*\d+(?:\s*[,–-]\s*\d+)*\]", re.IGNORECASE)

@@ -37,15 +37,22 @@ def services() -> Services:
 
 
 @st.cache_resource(show_spinner="Loading the language model…")
-def _answer_service(data_dir: str, backend: str) -> AnswerService:
-    return build_answer_service(services())
+def _answer_service(data_dir: str, backend: str, ollama_model: str) -> AnswerService:
+    settings = Settings()
+    llm = None
+    if backend == "ollama":
+        from core.llm.ollama_backend import OllamaBackend
+
+        llm = OllamaBackend(settings.llm.model_copy(update={"ollama_model": ollama_model}))
+    return build_answer_service(services(), llm)
 
 
-def answer_service() -> AnswerService:
-    """The process-wide answer pipeline (one model in memory, shared behind its lock)."""
+def answer_service(ollama_model: str | None = None) -> AnswerService:
+    """The process-wide answer pipeline (one model in memory, shared behind its lock); with Ollama,
+    one per model tag the user picks (a light client, no model is loaded here)."""
     settings = Settings()
     try:
-        return _answer_service(str(settings.data_dir), settings.llm.backend)
+        return _answer_service(str(settings.data_dir), settings.llm.backend, ollama_model or settings.llm.ollama_model)
     except CQAError as exc:
         st.error(f"The language model is unavailable: {exc}")
         st.stop()

@@ -98,8 +98,9 @@ def login(page: object, url: str, user: str, password: str) -> None:
     page.goto(url)
     page.get_by_label("User name").fill(user)
     page.get_by_role("textbox", name="Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_text(f"Signed in as {user}").wait_for()
+    signed_in = page.get_by_text(f"Signed in as {user}")
+    click_until(page, page.get_by_role("button", name="Log in"), signed_in)
+    signed_in.wait_for()
 
 
 def wait_idle(page: object, timeout_ms: int = 120_000) -> None:
@@ -110,3 +111,17 @@ def wait_idle(page: object, timeout_ms: int = 120_000) -> None:
     assert isinstance(page, Page)
     page.wait_for_timeout(300)
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)
+
+
+def click_until(page: object, button: object, expected: object, tries: int = 3) -> None:
+    """Click, wait for the rerun, and click again if nothing happened (a click that lands while a
+    rerun is starting can be dropped); `expected` is a locator for what the click should show."""
+    from playwright.sync_api import Locator
+
+    assert isinstance(button, Locator) and isinstance(expected, Locator)
+    for _ in range(tries):
+        wait_idle(page)
+        button.click()
+        wait_idle(page)
+        if expected.count():
+            return

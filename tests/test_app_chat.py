@@ -74,3 +74,31 @@ def test_unreachable_ollama_is_a_message_not_a_traceback(small_corpus: Path, mon
     assert not at.exception, at.exception
     warnings = " ".join(w.value for w in at.warning)
     assert "127.0.0.1:9" in warnings
+
+
+def test_ollama_models_come_from_the_server_and_can_be_switched(
+    small_corpus: Path, monkeypatch: pytest.MonkeyPatch, fake_ollama_server: object
+) -> None:
+    from collections.abc import Callable
+
+    from core.llm import FakeLLM
+    from tests.fake_ollama import FakeOllama
+    from tests.test_browser_chat import quote_first_passage
+
+    assert callable(fake_ollama_server)
+    start: Callable[..., FakeOllama] = fake_ollama_server
+    server = start(backend=FakeLLM(quote_first_passage), models=("llama3.2:1b", "qwen2.5:0.5b"))
+    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
+    monkeypatch.setenv("CQA_STORE__MODE", "memory")
+    monkeypatch.setenv("CQA_LLM__BACKEND", "ollama")
+    monkeypatch.setenv("CQA_OLLAMA_HOST", server.url)
+    monkeypatch.setenv("CQA_ANSWER__EVIDENCE_THRESHOLD", "0.0")
+    at = _login_clinician()
+    picker = at.selectbox(key="chat_ollama_model")
+    assert picker.options == ["llama3.2:1b", "qwen2.5:0.5b"]
+    picker.select("qwen2.5:0.5b").run()
+    at.chat_input(key="chat_input").set_value("adrenaline dose anaphylaxis").run()
+    assert not at.exception, at.exception
+    answer = at.session_state["chat_turns"][-1]["answer"]
+    assert answer["model"] == "qwen2.5:0.5b" and answer["backend"] == "ollama"
+    assert server.requests_to("/api/chat")[-1].body["model"] == "qwen2.5:0.5b"

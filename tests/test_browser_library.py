@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.browser import RunningApp, login, start_app, wait_idle
+from tests.browser import RunningApp, click_until, login, start_app, wait_idle
 from tests.conftest import CORPUS
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -52,9 +53,9 @@ def test_admin_uploads_lists_and_retrieves(app: RunningApp, browser_page: object
     upload.write_bytes(GUIDELINE)
     page.locator("input[type=file]").set_input_files(str(upload))
     page.get_by_text("gout.md").first.wait_for()
-    wait_idle(page)
-    page.get_by_role("button", name="Ingest").click()
-    expect(page.get_by_text("Ingested 'gout.md'").first).to_be_visible(timeout=120_000)
+    outcome = page.get_by_text(re.compile(r"Ingested 'gout.md'|'gout.md' is already in the library"))
+    click_until(page, page.get_by_role("button", name="Ingest"), outcome)
+    expect(outcome.first).to_be_visible(timeout=120_000)
 
     page.get_by_role("tab", name="Library").click()
     # The table itself is a canvas grid; the document picker under it lists the same rows as text.
@@ -65,9 +66,8 @@ def test_admin_uploads_lists_and_retrieves(app: RunningApp, browser_page: object
 
     page.get_by_role("tab", name="Retrieval test").click()
     page.get_by_label("Query").fill("colchicine dose for a gout flare")
-    wait_idle(page)
-    page.get_by_role("button", name="Retrieve").click()
     result = page.get_by_text("[1] Gout Flare Management")
+    click_until(page, page.get_by_role("button", name="Retrieve"), result)
     expect(result).to_be_visible(timeout=60_000)
     expect(page.get_by_text("1. Treatment of an acute flare").first).to_be_visible()
     page.screenshot(path=str(test_output / "browser_library.png"), full_page=True)
