@@ -13,7 +13,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint bench corpus clean-data venv
+.PHONY: run test lint bench corpus clean-data venv eval-safety
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,9 @@ test: venv
 lint: venv
 	$(BIN)/ruff check app.py core pages tests bench scripts
 	$(BIN)/mypy
+
+eval-safety: venv
+	$(BIN)/python scripts/eval_safety.py
 
 bench: venv
 	$(BIN)/python bench/run_all.py

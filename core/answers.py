@@ -95,6 +95,7 @@ class Answer(BaseModel):
     question: str = ""
     standalone_question: str = Field(default="", description="Follow-up rewritten with the history.")
     backend: str = ""
+    rule_set_version: str = Field(default="none", description="Version of the safety rules that checked it.")
     grounded: bool = Field(default=False, description="Every sentence is supported by a cited passage.")
     sentences: list[SentenceCheck] = Field(default_factory=list)
     tokens: TokenUsage = Field(default_factory=TokenUsage)

@@ -131,6 +131,27 @@ class AnswerService:
             adapter=AdapterRef(name=opts.adapter.name, scale=opts.adapter.scale) if opts.adapter else None,
         )
         decision = self._safety.check(question)
+        base.rule_set_version = decision.rule_set_version
+        if decision.pii:
+            base.warnings.append(
+                "Your message seems to contain patient identifiers (" + ", ".join(decision.pii) + "). "
+                "Remove them: they are not needed to search the guidelines."
+            )
+        if decision.injection:
+            base.warnings.append("Instructions inside the message were treated as part of the question, not obeyed.")
+        if decision.clarify and not decision.escalation and not decision.refusal:
+            run.answer = self._finish(base.model_copy(update={
+                "status": "refused", "text": decision.clarify,
+                "refusal": Refusal(reason="needs_clarification", message=decision.clarify)}), started)
+            return
+        if decision.escalation and decision.refusal and decision.refusal.reason == "unsafe":
+            # e.g. crisis language together with a request for a lethal dose: the crisis message,
+            # the refusal, and nothing from the guidelines.
+            text = f"{decision.escalation.message}\n\n{decision.refusal.message}"
+            run.answer = self._finish(base.model_copy(update={
+                "status": "escalated", "escalation": decision.escalation, "refusal": decision.refusal,
+                "text": text}), started)
+            return
         if decision.refusal and not decision.escalation:
             run.answer = self._finish(base.model_copy(update={
                 "status": "refused", "refusal": decision.refusal, "text": decision.refusal.message}), started)

@@ -16,6 +16,7 @@ from core.llm import LLMBackend, build_llm, default_params
 from core.locking import WriterLock
 from core.pipeline import AnswerService
 from core.retrieval import Retriever
+from core.rules import load_rules
 from core.settings import Settings
 from core.store import ChunkStore, InMemoryStore, MilvusChunkStore, local_uri
 
@@ -90,5 +91,5 @@ def build_answer_service(services: Services, llm: LLMBackend | None = None) -> A
         fallback = lambda: build_llm(embedded)  # noqa: E731 - loaded only if Ollama fails
     return AnswerService(
         retriever=services.retriever, llm=llm, settings=settings.answer, params=default_params(settings.llm),
-        fallback=fallback, library_is_empty=services.library.is_empty,
+        safety=load_rules(settings), fallback=fallback, library_is_empty=services.library.is_empty,
     )

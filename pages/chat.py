@@ -94,7 +94,9 @@ def render_nearest(answer: Answer, key: str) -> None:
 def render_answer(answer: Answer, key: str) -> None:
     if answer.escalation:
         st.error(answer.escalation.message, icon=":material/emergency:")
-    if answer.status == "refused" and answer.refusal:
+    if answer.refusal and answer.refusal.reason == "needs_clarification":
+        st.info(answer.refusal.message, icon=":material/help:")
+    elif answer.status == "refused" and answer.refusal:
         st.warning(answer.refusal.message, icon=":material/block:")
         if answer.nearest:
             st.markdown("**Closest guideline sections:**")
@@ -108,11 +110,14 @@ def render_answer(answer: Answer, key: str) -> None:
         render_sentences(answer)
         render_sources(answer, key)
     for w in answer.warnings:
-        st.caption(f"⚠ {w}")
+        if "patient identifiers" in w:
+            st.warning(w, icon=":material/privacy_tip:")
+        else:
+            st.caption(f"⚠ {w}")
     t = answer.tokens
     adapter = f"{answer.adapter.name} ×{answer.adapter.scale:g}" if answer.adapter else "no adapter"
     st.caption(
-        f"{answer.model} ({answer.backend}) · {adapter} · prompt {answer.prompt_version} · "
+        f"{answer.model} ({answer.backend}) · {adapter} · prompt {answer.prompt_version} · rules {answer.rule_set_version} · "
         f"{t.prompt + t.completion:,} / {t.context_window:,} tokens · {answer.timings.total_s:.1f} s"
     )
 

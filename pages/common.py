@@ -9,6 +9,7 @@ import streamlit as st
 from core.bootstrap import FirstStart, ensure_demo_users, first_start
 from core.errors import CQAError
 from core.pipeline import AnswerService
+from core.rules import rules_dir
 from core.schema import RetrievedPassage
 from core.services import Services, build_answer_service, build_services
 from core.settings import Settings
@@ -36,8 +37,9 @@ def services() -> Services:
         raise  # unreachable: st.stop raises
 
 
-@st.cache_resource(show_spinner="Loading the language model…")
-def _answer_service(data_dir: str, backend: str, ollama_model: str) -> AnswerService:
+@st.cache_resource(show_spinner="Loading the language model…", max_entries=8)
+def _answer_service(data_dir: str, backend: str, ollama_model: str, rules_version: str) -> AnswerService:
+    # Keyed by the rules' version so an admin's saved edit takes effect on the next question.
     settings = Settings()
     llm = None
     if backend == "ollama":
@@ -47,12 +49,21 @@ def _answer_service(data_dir: str, backend: str, ollama_model: str) -> AnswerSer
     return build_answer_service(services(), llm)
 
 
+def rules_stamp(settings: Settings) -> str:
+    """Changes whenever a rules file changes (cheap: file names, sizes and times)."""
+    folder = rules_dir(settings)
+    return "|".join(f"{p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in sorted(folder.glob("*.yaml")))
+
+
 def answer_service(ollama_model: str | None = None) -> AnswerService:
     """The process-wide answer pipeline (one model in memory, shared behind its lock); with Ollama,
     one per model tag the user picks (a light client, no model is loaded here)."""
     settings = Settings()
     try:
-        return _answer_service(str(settings.data_dir), settings.llm.backend, ollama_model or settings.llm.ollama_model)
+        return _answer_service(
+            str(settings.data_dir), settings.llm.backend, ollama_model or settings.llm.ollama_model,
+            rules_stamp(settings),
+        )
     except CQAError as exc:
         st.error(f"The language model is unavailable: {exc}")
         st.stop()

@@ -56,7 +56,7 @@ def test_off_topic_question_is_refused_with_nearest_sections(small_corpus: Path,
     monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
     monkeypatch.setenv("CQA_ANSWER__EVIDENCE_THRESHOLD", "0.99")
     at = _login_clinician()
-    at.chat_input(key="chat_input").set_value("Who won the 2018 World Cup?").run()
+    at.chat_input(key="chat_input").set_value("Starting dose of methotrexate for rheumatoid arthritis?").run()
     assert not at.exception, at.exception
     assert any("not covered by your organisation's guidelines" in w.value for w in at.warning)
     assert any("Closest guideline sections" in m.value for m in at.markdown)
@@ -102,3 +102,29 @@ def test_ollama_models_come_from_the_server_and_can_be_switched(
     answer = at.session_state["chat_turns"][-1]["answer"]
     assert answer["model"] == "qwen2.5:0.5b" and answer["backend"] == "ollama"
     assert server.requests_to("/api/chat")[-1].body["model"] == "qwen2.5:0.5b"
+
+
+def test_red_flag_message_shows_the_urgent_care_text_first(small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
+    monkeypatch.setenv("CQA_STORE__MODE", "memory")
+    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+    monkeypatch.setenv("CQA_ANSWER__EVIDENCE_THRESHOLD", "0.99")  # retrieval finds nothing usable
+    at = _login_clinician()
+    at.chat_input(key="chat_input").set_value(
+        "My patient has crushing central chest pain radiating to his jaw and he is sweating"
+    ).run()
+    assert not at.exception, at.exception
+    answer = at.session_state["chat_turns"][-1]["answer"]
+    assert answer["status"] == "escalated" and answer["escalation"]["level"] == "emergent"
+    assert at.error and "999" in at.error[0].value
+    assert answer["rule_set_version"] != "none"
+
+
+def test_patient_identifiers_are_warned_about(small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
+    monkeypatch.setenv("CQA_STORE__MODE", "memory")
+    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+    at = _login_clinician()
+    at.chat_input(key="chat_input").set_value("Mrs Jane Patel DOB 12/03/1956 NHS 943 476 5919: adrenaline dose?").run()
+    assert not at.exception, at.exception
+    assert any("patient identifiers" in w.value for w in at.warning)

@@ -168,3 +168,37 @@ def test_format_accepts_marker_variants(fake_services: Services, reply: str) -> 
 def test_citation_to_a_passage_that_was_not_given_is_invalid(fake_services: Services) -> None:
     answer = _service(fake_services, FakeLLM("Give adrenaline 0.5 mg [7].")).ask("adrenaline dose")
     assert answer.refusal is not None and answer.refusal.reason == "invalid_output"
+
+
+class _Clarify:
+    def check(self, message: str) -> SafetyDecision:
+        return SafetyDecision(clarify="How old is the child and what do they weigh?", pii=["nhs_number"],
+                              rule_set_version="abc123")
+
+
+def test_clarifying_question_and_pii_warning_and_rule_version(fake_services: Services) -> None:
+    llm = FakeLLM("x [1].")
+    answer = _service(fake_services, llm, safety=_Clarify()).ask("paracetamol dose for my child 943 476 5919")
+    assert answer.refusal is not None and answer.refusal.reason == "needs_clarification"
+    assert answer.text == "How old is the child and what do they weigh?"
+    assert answer.rule_set_version == "abc123"
+    assert any("patient identifiers" in w for w in answer.warnings)
+    assert llm.calls == []
+
+
+class _CrisisAndUnsafe:
+    def check(self, message: str) -> SafetyDecision:
+        from core.answers import Refusal
+
+        return SafetyDecision(
+            escalation=Escalation(level="emergent", rule="suicide", message="Call the crisis line now."),
+            refusal=Refusal(reason="unsafe", message="I can't help with that."),
+        )
+
+
+def test_escalation_with_unsafe_request_gets_no_guideline_answer(fake_services: Services) -> None:
+    llm = FakeLLM("x [1].")
+    answer = _service(fake_services, llm, safety=_CrisisAndUnsafe()).ask("how many tablets would kill me")
+    assert answer.status == "escalated" and answer.text.startswith("Call the crisis line now.")
+    assert answer.refusal is not None and answer.refusal.reason == "unsafe"
+    assert llm.calls == [] and answer.retrieved == []

@@ -1,0 +1,78 @@
+"""Admin: read, edit, validate and test the safety rules, then save them to the data folder."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.rules import SAFETY_CASES, RuleError, RuleSet, load_cases, read_sources, rules_dir, save_rule_file
+from pages.common import require_role, services
+
+require_role("admin")
+settings = services().settings
+folder = rules_dir(settings)
+st.title("Safety rules")
+st.caption(f"Rules read from `{folder}`. Saving writes to `{settings.data_dir / 'rules'}` and keeps a backup.")
+
+sources = read_sources(folder)
+current: RuleSet | None
+try:
+    current = RuleSet.from_sources(sources)
+except RuleError as exc:
+    current = None
+    st.error(f"The saved rules do not load:\n\n{exc}")
+if current is not None:
+    st.caption(f"Rule set version `{current.version}` · {len(current.rules)} rules")
+    st.dataframe(
+        pd.DataFrame([
+            {"id": r.id, "kind": r.kind, "level/reason": r.level or r.reason or "", "patterns": r.n_patterns,
+             "examples": len(r.examples.match) + len(r.examples.no_match), "description": r.description}
+            for r in current.rules
+        ]),
+        hide_index=True, key="rules_table",
+    )
+
+names = {Path(k).name: k for k in sources}
+chosen = st.selectbox("Rule file", list(names), key="rules_file")
+text = st.text_area("YAML", value=sources[names[chosen]], height=480, key=f"rules_text_{chosen}")
+digest = hashlib.sha256(f"{chosen}\n{text}".encode()).hexdigest()
+edited = {**sources, names[chosen]: text}
+
+c1, c2, c3 = st.columns(3)
+validate = c1.button("Validate", key="rules_validate")
+run_tests = c2.button("Run tests", key="rules_run")
+if validate or run_tests:
+    try:
+        candidate = RuleSet.from_sources(edited)
+    except RuleError as exc:
+        st.session_state.pop("rules_valid", None)
+        for problem in exc.problems:
+            st.error(problem)
+    else:
+        st.session_state["rules_valid"] = digest
+        st.success(f"Valid: {len(candidate.rules)} rules, version `{candidate.version}` (not saved yet).")
+        if run_tests:
+            report = candidate.evaluate(load_cases(SAFETY_CASES))
+            examples = candidate.run_examples()
+            metrics = report.metrics()
+            failed = sum(not e.passed for e in examples)
+            st.markdown(
+                f"**Rule examples:** {len(examples) - failed}/{len(examples)} pass · **Safety set:** "
+                f"{sum(r.passed for r in report.results)}/{len(report.results)} pass · missed emergent "
+                f"{int(metrics['missed_emergent'])} · over-escalation on controls {metrics['over_escalation_controls']:.0%}"
+                f" · false refusals {metrics['false_refusal_answerable']:.0%}"
+            )
+            st.dataframe(pd.DataFrame(report.by_class()), hide_index=True, key="rules_summary")
+            rows = [r.model_dump(include={"id", "cls", "expect", "got", "passed", "message"}) for r in examples + report.results]
+            st.dataframe(pd.DataFrame(rows).sort_values("passed"), hide_index=True, key="rules_results")
+
+if c3.button("Save", key="rules_save", type="primary", disabled=st.session_state.get("rules_valid") != digest):
+    try:
+        path = save_rule_file(settings, chosen, text)
+    except RuleError as exc:
+        st.error(str(exc))
+    else:
+        st.success(f"Saved {path}. New answers use it once the answer service reloads the rules.")
