@@ -151,16 +151,6 @@ def test_pii_kinds_are_reported(rules: RuleSet) -> None:
     assert rules.check("Mr John Smith, DOB 01/02/1950, chest infection - antibiotic?").pii == ["DOB", "NAME"]
 
 
-def test_check_is_fast(rules: RuleSet) -> None:
-    messages = ["My patient has crushing chest pain radiating to the jaw", "What statin and dose after ACS?" * 3]
-    rules.check(messages[0])
-    t0 = time.perf_counter()
-    for _ in range(50):
-        for m in messages:
-            rules.check(m)
-    assert (time.perf_counter() - t0) / 100 < 0.020
-
-
 def test_rules_dir_prefers_the_data_folder_copy(settings: Settings) -> None:
     assert rules_dir(settings) == BUNDLED_RULES_DIR
     edited = editable_rules_dir(settings)
