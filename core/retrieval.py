@@ -52,7 +52,8 @@ class Retriever:
             passages.append(
                 RetrievedPassage(
                     chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, file_name=c.file_name,
-                    issuer=c.issuer, version=c.version, page=c.page, section=c.section, text=c.text,
+                    issuer=c.issuer, version=c.version, effective_date=c.effective_date, specialty=c.specialty,
+                    page=c.page, section=c.section, text=c.text,
                     score_kind="rrf", score=hit.score, similarity=round(cosine(query_vector, vec), 4),
                 )
             )

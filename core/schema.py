@@ -69,6 +69,8 @@ class RetrievedPassage(BaseModel):
     file_name: str
     issuer: str | None = None
     version: str | None = None
+    effective_date: str | None = None
+    specialty: str | None = None
     page: int | None = None
     section: list[str] = Field(default_factory=list)
     text: str

@@ -35,6 +35,7 @@ class StoredChunk(BaseModel):
     issuer: str | None = None
     version: str | None = None
     specialty: str | None = None
+    effective_date: str | None = None
     page: int | None = None
     section: list[str] = Field(default_factory=list)
     kind: str = "text"
@@ -71,6 +72,7 @@ def to_stored(chunk: Chunk, doc_meta: dict[str, Any]) -> StoredChunk:
         issuer=doc_meta.get("issuer"),
         version=doc_meta.get("version"),
         specialty=doc_meta.get("specialty"),
+        effective_date=doc_meta.get("effective_date"),
         page=chunk.page,
         section=chunk.section,
         kind=chunk.kind,
@@ -176,7 +178,9 @@ def _overlap(q_terms: Counter[str], text: str) -> float:
     return sum(math.log1p(terms[t]) for t in q_terms if t in terms)
 
 
-_META_FIELDS = ("title", "file_name", "issuer", "version", "specialty", "page", "kind", "char_start", "char_end")
+_META_FIELDS = (
+    "title", "file_name", "issuer", "version", "specialty", "effective_date", "page", "kind", "char_start", "char_end",
+)
 
 
 def _quote(value: str) -> str:
@@ -322,6 +326,7 @@ class MilvusChunkStore(ChunkStore):
             issuer=meta.get("issuer"),
             version=meta.get("version"),
             specialty=meta.get("specialty"),
+            effective_date=meta.get("effective_date"),
             page=meta.get("page"),
             section=json.loads(meta.get("section") or "[]"),
             kind=meta.get("kind") or "text",

@@ -97,7 +97,7 @@ def show_passages(passages: list[RetrievedPassage], key: str) -> None:
         page = f"page {p.page}" if p.page else "no pages"
         with st.container(border=True):
             st.markdown(f"**[{i}] {p.title}** · {p.section_label} · {page}")
-            caption = f"{p.file_name} · version {p.version or '—'} · {p.issuer or 'issuer unknown'}"
+            caption = f"{p.file_name} · version {p.version or '—'} · effective {p.effective_date or '—'} · {p.issuer or 'issuer unknown'}"
             if p.similarity is not None:
                 caption += f" · similarity {p.similarity:.2f}"
             st.caption(caption)

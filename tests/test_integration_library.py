@@ -83,6 +83,10 @@ def test_passages_carry_page_and_section(corpus_services: Services) -> None:
     assert pdf and all(p.page for p in pdf)
     assert all(p.section for p in passages)
     assert all(p.score_kind == "rrf" and p.similarity is not None for p in passages)
+    # Every passage carries its document's metadata for citation.
+    assert all(p.issuer and p.version and p.effective_date and p.specialty for p in passages)
+    chunks = corpus_services.library.chunks(passages[0].doc_id)
+    assert all(c.char_end > c.char_start for c in chunks)
 
 
 def test_filters_by_specialty_and_document(corpus_services: Services) -> None:
