@@ -33,7 +33,7 @@ def small_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.integration
-def test_clinician_gets_a_cited_answer_from_the_real_model(small_corpus: Path) -> None:
+def test_real_model_answer_is_shown_only_after_checking(small_corpus: Path) -> None:
     at = _login_clinician()
     assert any("Decision support only" in i.value for i in at.info)
     at.chat_input(key="chat_input").set_value("What dose of adrenaline is given IM in anaphylaxis?").run()
