@@ -13,7 +13,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint bench corpus clean-data venv eval-safety
+.PHONY: run test lint bench corpus clean-data venv eval-safety eval
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,9 @@ test: venv
 lint: venv
 	$(BIN)/ruff check app.py core pages tests bench scripts
 	$(BIN)/mypy
+
+eval: venv
+	$(BIN)/python -m core.eval $(CASES) --out $(or $(OUT),test-output/eval.jsonl)
 
 eval-safety: venv
 	$(BIN)/python scripts/eval_safety.py

@@ -49,6 +49,7 @@ else:
     if role == "admin":
         pages.append(st.Page("pages/library.py", title="Guideline library", icon=":material/library_books:"))
         pages.append(st.Page("pages/rules.py", title="Safety rules", icon=":material/rule:"))
+        pages.append(st.Page("pages/analytics.py", title="Analytics", icon=":material/monitoring:"))
     page = st.navigation(pages)
     with st.sidebar:
         st.caption(f"Signed in as **{user}** ({role})")

@@ -203,6 +203,8 @@ class AnswerService:
             if _declines(text) or _format_ok(text, len(passages)):
                 break
             base.format_valid = False
+            if attempt == 1:
+                break
             base.retries = 1
             messages = [*messages, ChatMessage(role="assistant", content=text), ChatMessage(role="user", content=RETRY_REMINDER)]
             yield "\n\n"

@@ -77,6 +77,15 @@ class AnswerSettings(BaseModel):
     )
 
 
+class AuditSettings(BaseModel):
+    url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the audit log; unset = SQLite audit.sqlite in the data folder."
+    )
+    store_raw_questions: bool = Field(
+        default=False, description="Keep questions unredacted in the audit log (an admin decision; off by default)."
+    )
+
+
 class AuthSettings(BaseModel):
     cookie_name: str = Field(default="cqa_auth")
     cookie_expiry_days: float = Field(default=1.0, description="Login lifetime.")
@@ -99,6 +108,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     # Shortcut env names the issues promise (CQA_MILVUS_URI, CQA_OLLAMA_HOST) map onto nested fields.
     milvus_uri: str | None = Field(default=None, description="Alias of store.milvus_uri.")
     ollama_host: str | None = Field(default=None, description="Alias of llm.ollama_host.")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
 
 import streamlit as st
 
 from core.answers import Answer
+from core.audit import FEEDBACK_REASONS, AuditWriteError
 from core.errors import CQAError
 from core.pipeline import Turn
-from pages.common import answer_service, require_role, services
+from pages.common import answer_service, audit_log, current_user, require_role, services
 
 require_role("admin", "clinician")
 st.title("Ask the guidelines")
@@ -38,6 +40,9 @@ with st.sidebar:
     st.caption(f"Model: **{info.name}** ({info.backend}, {info.context_window:,}-token context)")
 st.session_state.setdefault("chat_turns", [])
 turns: list[dict[str, object]] = st.session_state["chat_turns"]
+st.session_state.setdefault("chat_session_id", uuid.uuid4().hex)
+if current_user()[1] == "admin" and st.session_state.get("chat_audit_error"):
+    st.warning(f"Audit log: {st.session_state['chat_audit_error']}", icon=":material/report:")
 _MARK = re.compile(r"\s*\[(?:source|passage)?\s*\d+(?:\s*[,–-]\s*\d+)*\]", re.IGNORECASE)
 
 
@@ -122,11 +127,53 @@ def render_answer(answer: Answer, key: str) -> None:
     )
 
 
+def record_answer(answer: Answer) -> int | None:
+    """Audit the answer; a failed write never blocks it (admins are told why)."""
+    user, role = current_user()
+    try:
+        return audit_log().record(
+            answer, user or "unknown", role or "unknown", st.session_state["chat_session_id"],
+            store_raw=svc.settings.audit.store_raw_questions,
+        )
+    except AuditWriteError as exc:
+        st.session_state["chat_audit_error"] = str(exc)
+        if role == "admin":
+            st.warning(f"Audit log: {exc}", icon=":material/report:")
+        return None
+
+
+def feedback_widget(turn: dict[str, object], key: str) -> None:
+    """Thumbs up/down, then an optional reason and comment, stored against the turn's audit record."""
+    audit_id = turn.get("audit_id")
+    if not isinstance(audit_id, int):
+        return
+    if turn.get("rated"):
+        st.caption("Thank you: your feedback was recorded.")
+        return
+    thumbs = st.feedback("thumbs", key=f"{key}_thumbs")
+    if thumbs is None:
+        return
+    with st.form(f"{key}_fb_form"):
+        reason = st.selectbox("Reason (optional)", [None, *FEEDBACK_REASONS], key=f"{key}_fb_reason",
+                              format_func=lambda r: "—" if r is None else str(r).replace("_", " "))
+        comment = st.text_input("Comment (optional)", key=f"{key}_fb_comment")
+        sent = st.form_submit_button("Send feedback")
+    if sent:
+        try:
+            audit_log().add_feedback(audit_id, current_user()[0] or "unknown", 1 if thumbs == 1 else -1, reason, comment)
+        except AuditWriteError as exc:
+            st.error(f"Your feedback could not be saved: {exc}")
+        else:
+            turn["rated"] = True
+            st.caption("Thank you: your feedback was recorded.")
+
+
 for i, turn in enumerate(turns):
     with st.chat_message("user"):
         st.markdown(str(turn["question"]))
     with st.chat_message("assistant"):
         render_answer(Answer.model_validate(turn["answer"]), key=f"turn{i}")
+        feedback_widget(turn, key=f"turn{i}")
 
 if svc.library.is_empty():
     st.warning("The guideline library is empty. An admin can upload guidelines on the library page.")
@@ -148,4 +195,6 @@ if question:
             st.error(str(exc))
         else:
             render_answer(answer, key=f"turn{len(turns)}")
-            turns.append({"question": question, "answer": answer.model_dump(mode="json")})
+            turn = {"question": question, "answer": answer.model_dump(mode="json"), "audit_id": record_answer(answer)}
+            turns.append(turn)
+            feedback_widget(turn, key=f"turn{len(turns) - 1}")

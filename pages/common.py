@@ -6,6 +6,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.audit import AuditLog, audit_url
 from core.bootstrap import FirstStart, ensure_demo_users, first_start
 from core.errors import CQAError
 from core.pipeline import AnswerService
@@ -68,6 +69,21 @@ def answer_service(ollama_model: str | None = None) -> AnswerService:
         st.error(f"The language model is unavailable: {exc}")
         st.stop()
         raise
+
+
+def _close_audit(log: AuditLog) -> None:
+    log.close()
+
+
+@st.cache_resource(on_release=_close_audit)
+def _audit_log(url: str) -> AuditLog:
+    # One per database, shared by every session, so `last_failure` reaches the analytics page.
+    return AuditLog(url)
+
+
+def audit_log() -> AuditLog:
+    """The process-wide audit log of the configured data folder."""
+    return _audit_log(audit_url(Settings()))
 
 
 def user_store() -> UserStore:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.llm import ChatMessage, FakeLLM
-from tests.browser import RunningApp, login, start_app, wait_idle
+from tests.browser import RunningApp, click_until, login, start_app, wait_idle
 from tests.conftest import CORPUS
 from tests.fake_ollama import FakeOllama
 
@@ -65,3 +65,39 @@ def test_clinician_sees_cited_answer_and_sources(app: RunningApp, browser_page: 
     expect(page.get_by_text("/ 8,192 tokens", exact=False).first).to_be_visible()
     expect(page.get_by_role("button", name=re.compile("Open original"))).to_be_visible()
     page.screenshot(path=str(test_output / "browser_chat.png"), full_page=True)
+
+
+def test_clinician_rates_an_answer_and_admin_sees_it_counted(
+    app: RunningApp, browser_page: object, test_output: Path
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    page = browser_page
+    assert isinstance(page, Page)
+    login(page, app.url, "clinician", "clinician-demo")
+    wait_idle(page)
+    box = page.get_by_placeholder("Ask a question about your guidelines")
+    for _ in range(3):
+        box.fill("What dose of adrenaline is given intramuscularly in anaphylaxis?")
+        box.press("Enter")
+        wait_idle(page)
+        if page.get_by_test_id("stChatMessage").count():
+            break
+    expect(page.get_by_text("Sources (1)")).to_be_visible(timeout=180_000)
+    thumbs_down = page.locator('[data-testid^="stFeedbackButton"]').nth(1)
+    send = page.get_by_role("button", name="Send feedback")
+    wait_idle(page)
+    thumbs_down.click()  # a toggle: clicking twice would undo it, so no retry here
+    expect(send).to_be_visible(timeout=60_000)
+    thanks = page.get_by_text("your feedback was recorded")
+    click_until(page, send, thanks)
+    expect(thanks.first).to_be_visible()
+    assert page.context.browser is not None
+    admin = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})  # a second user, own session
+    admin.set_default_timeout(90_000)
+    login(admin, app.url, "admin", "admin-demo")
+    wait_idle(admin)
+    admin.get_by_role("link", name="Analytics").click()
+    wait_idle(admin)
+    expect(admin.get_by_text("👍 0 · 👎 1")).to_be_visible(timeout=60_000)
+    admin.screenshot(path=str(test_output / "browser_feedback.png"), full_page=True)

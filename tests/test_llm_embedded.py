@@ -92,6 +92,18 @@ def test_closing_a_stream_early_releases_the_model(embedded: EmbeddedLlamaBacken
     assert done.wait(timeout=30), "the model lock was not released"
 
 
+def test_grammar_constrains_the_output(embedded: EmbeddedLlamaBackend) -> None:
+    yes_no = GenerationParams(max_tokens=8, grammar='root ::= "yes" | "no"')
+
+    answer = embedded.complete(CAPITAL, yes_no)
+
+    assert answer in ("yes", "no")
+    assert embedded.complete(CAPITAL, SHORT) not in ("yes", "no")  # without it the model talks freely
+    with pytest.raises(CQAError, match="not valid GBNF"):
+        embedded.complete(CAPITAL, GenerationParams(max_tokens=2, grammar="root ::= undefined_rule"))
+    assert embedded.complete(CAPITAL, yes_no) == answer  # still usable, and the grammar is reused
+
+
 def test_info_details_come_from_the_gguf(embedded: EmbeddedLlamaBackend) -> None:
     info = embedded.info
 

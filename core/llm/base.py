@@ -30,6 +30,11 @@ class GenerationParams(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 = greedy, deterministic.")
     seed: int = Field(default=42, description="Sampling seed.")
     stop: list[str] = Field(default_factory=list, description="Extra stop sequences.")
+    grammar: str | None = Field(
+        default=None,
+        description="A GBNF grammar (llama.cpp syntax, start rule 'root') the output must match. "
+        "Honoured by the embedded backend only; Ollama ignores it (its equivalent is a JSON schema in `format`).",
+    )
 
 
 class AdapterChoice(BaseModel):

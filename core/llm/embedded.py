@@ -26,6 +26,7 @@ from typing import Any, cast  # noqa: E402
 import llama_cpp  # noqa: E402
 import llama_cpp.llama_cpp as llama_c  # noqa: E402
 from llama_cpp import llama_chat_format  # noqa: E402
+from llama_cpp.llama_grammar import LlamaGrammar  # noqa: E402
 
 from core.errors import CQAError, LLMUnavailableError  # noqa: E402
 from core.llm.base import (  # noqa: E402
@@ -101,7 +102,8 @@ def _needs_amx_workaround() -> bool:
 
 @dataclass
 class _Engine:
-    """A loaded model, its chat formatter, its lock and the LoRA adapters loaded into it."""
+    """A loaded model, its chat formatter, its lock, the LoRA adapters loaded into it and the output
+    grammars already checked against it."""
 
     path: Path
     llm: llama_cpp.Llama
@@ -109,6 +111,7 @@ class _Engine:
     lock: threading.Lock = field(default_factory=threading.Lock)
     adapters: dict[Path, Any] = field(default_factory=dict)
     active_adapter: tuple[Path, float] | None = None
+    grammars: dict[str, LlamaGrammar] = field(default_factory=dict)
 
 
 _ENGINES: dict[tuple[Path, int, int | None], _Engine] = {}
@@ -220,6 +223,7 @@ class EmbeddedLlamaBackend(LLMBackend):
                 temperature=params.temperature,
                 seed=params.seed,
                 stop=list(params.stop),
+                grammar=self._grammar(params.grammar) if params.grammar else None,
             )
             parts: list[str] = []
             try:
@@ -239,6 +243,24 @@ class EmbeddedLlamaBackend(LLMBackend):
                 usage.completion_tokens = (
                     len(engine.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
                 )
+
+    def _grammar(self, text: str) -> LlamaGrammar:
+        """A GBNF grammar checked once per engine; the caller holds the engine lock.
+
+        llama.cpp compiles the grammar into the sampler of every request; an unparsable grammar gives a
+        NULL sampler that would crash the sampler chain, so it is parsed here first and refused clearly.
+        """
+        engine = self._engine
+        if text not in engine.grammars:
+            sampler = llama_c.llama_sampler_init_grammar(engine.llm._model.vocab, text.encode("utf-8"), b"root")
+            if not sampler:
+                raise CQAError(
+                    "The output grammar is not valid GBNF for llama.cpp (it needs a 'root' rule and every rule "
+                    "it uses defined); llama.cpp printed the parse error on stderr."
+                )
+            llama_c.llama_sampler_free(sampler)
+            engine.grammars[text] = LlamaGrammar.from_string(text, verbose=False)
+        return engine.grammars[text]
 
     def _apply_adapter(self, adapter: AdapterChoice | None) -> None:
         """Switch the context's LoRA adapter; the caller holds the engine lock."""

@@ -1,6 +1,7 @@
 """Backend for an Ollama server, through the official `ollama` client.
 
 Every transport or server failure leaves this module as `LLMUnavailableError` naming host and model.
+`GenerationParams.grammar` is ignored here: Ollama has no GBNF input (see `OllamaBackend.options`).
 """
 
 from __future__ import annotations
@@ -138,7 +139,11 @@ class OllamaBackend(LLMBackend):
     # -- Ollama specifics --------------------------------------------------------------------------
 
     def options(self, params: GenerationParams) -> dict[str, Any]:
-        """Request options. num_ctx always: Ollama's default (2048) silently truncates long prompts."""
+        """Request options. num_ctx always: Ollama's default (2048) silently truncates long prompts.
+
+        `params.grammar` (GBNF) is not sent: Ollama accepts no grammar. Its nearest equivalent is the
+        chat request's `format` (a JSON schema), which this backend does not use.
+        """
         options: dict[str, Any] = {
             "num_ctx": self._settings.ollama_num_ctx,
             "temperature": params.temperature,

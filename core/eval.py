@@ -1,0 +1,140 @@
+"""CLI: `python -m core.eval CASES.jsonl --out RESULTS.jsonl` runs each case through the answer
+pipeline of the configured data folder (`CQA_DATA_DIR`) and prints a summary table.
+
+A case is one JSON line: {"id", "question", "expect": "answer"|"refuse"|"escalate", "sources": [{"file", "page"}]}.
+Each result line is the `Answer` JSON plus the case's `id`, `expect` and `sources`.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Literal  # noqa: E402
+
+import pandas as pd  # noqa: E402
+from pydantic import BaseModel, Field, ValidationError  # noqa: E402
+
+from core.errors import CQAError  # noqa: E402
+from core.services import build_answer_service, build_services  # noqa: E402
+from core.settings import Settings  # noqa: E402
+
+Expectation = Literal["answer", "refuse", "escalate"]
+NOT_AVAILABLE = ("{option} is not available yet: LoRA adapters and stored prompt versions come with a later issue. "
+                 "Run without it to evaluate the base model and the built-in prompt.")
+
+
+class SourceRef(BaseModel):
+    file: str = Field(description="File name of the guideline that holds the answer.")
+    page: int | None = Field(default=None, description="Page that holds it; unset = any page.")
+
+
+class EvalCase(BaseModel):
+    id: str
+    question: str
+    expect: Expectation
+    sources: list[SourceRef] = Field(default_factory=list)
+
+
+def load_cases(path: Path) -> list[EvalCase]:
+    cases = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            cases.append(EvalCase.model_validate_json(line))
+        except ValidationError as exc:
+            raise ValueError(f"{path.name} line {number}: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}") from exc
+    return cases
+
+
+def retrieval_hit(result: dict[str, Any]) -> bool:
+    """Any retrieved passage comes from a named source file (and page, when one is given)."""
+    return any(
+        r.get("document") == s["file"] and (s.get("page") is None or r.get("page") == s["page"])
+        for s in result.get("sources") or [] for r in result.get("retrieved") or []
+    )
+
+
+def _rate(hits: int, total: int) -> float:
+    return hits / total if total else math.nan
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, float]:
+    """The run's ratios; a ratio with no applicable cases is NaN (not 0, which would look like a failure)."""
+    def status_of(expect: str, status: str) -> int:
+        return sum(r["expect"] == expect and r["status"] == status for r in results)
+
+    expected = {e: sum(r["expect"] == e for r in results) for e in ("answer", "refuse", "escalate")}
+    with_sources = [r for r in results if r.get("sources")]
+    answered = [r for r in results if r["status"] == "answered"]
+    latencies = pd.Series([float(r.get("timings", {}).get("total_s", 0.0)) for r in results], dtype=float)
+    return {
+        "n": float(len(results)),
+        "retrieval_hit_rate@k": _rate(sum(retrieval_hit(r) for r in with_sources), len(with_sources)),
+        "verified_citation_rate": _rate(sum(bool(r.get("grounded")) for r in answered), len(answered)),
+        "refusal_accuracy": _rate(status_of("refuse", "refused"), expected["refuse"]),
+        "false_refusals": _rate(status_of("answer", "refused"), expected["answer"]),
+        "escalation_recall": _rate(status_of("escalate", "escalated"), expected["escalate"]),
+        "over_escalation": _rate(status_of("answer", "escalated"), expected["answer"]),
+        "latency_p50_s": float(latencies.quantile(0.5)) if len(latencies) else math.nan,
+        "latency_p95_s": float(latencies.quantile(0.95)) if len(latencies) else math.nan,
+    }
+
+
+def summary_table(summary: dict[str, float]) -> str:
+    frame = pd.DataFrame({"metric": list(summary), "value": list(summary.values())})
+    return str(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.eval", description="Evaluate the answer pipeline on cases.")
+    parser.add_argument("cases", type=Path, help="JSONL file of cases.")
+    parser.add_argument("--out", type=Path, required=True, help="JSONL file to write one result per case to.")
+    parser.add_argument("--adapter", help="LoRA adapter name (not available yet).")
+    parser.add_argument("--scale", type=float, help="Adapter scale (with --adapter).")
+    parser.add_argument("--prompt", help="Prompt version (not available yet).")
+    args = parser.parse_args(argv)
+    for option in ("adapter", "scale", "prompt"):
+        if getattr(args, option) is not None:
+            print("error: " + NOT_AVAILABLE.format(option=f"--{option}"), file=sys.stderr)
+            return 2
+    try:
+        cases = load_cases(args.cases)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        services = build_services(Settings())
+    except CQAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    results = []
+    try:
+        answers = build_answer_service(services)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w", encoding="utf-8") as out:
+            for case in cases:
+                answer = answers.ask(case.question)
+                result = {**answer.model_dump(mode="json"), "id": case.id, "expect": case.expect,
+                          "sources": [s.model_dump() for s in case.sources]}
+                out.write(json.dumps(result) + "\n")
+                out.flush()
+                results.append(result)
+    except CQAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        services.close()
+    print(summary_table(summarise(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""The audit log: records survive a restart, questions are redacted, writers do not lose records."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core.answers import AdapterRef, Answer, Citation, Escalation, Refusal, RetrievedRef, Timings, TokenUsage
+from core.audit import AuditError, AuditLog, AuditWriteError, audit_log_for
+from core.errors import CQAError
+from core.settings import Settings
+
+IDENTIFYING = "Mr John Smith, DOB 12/03/1961, NHS number 943 476 5919: what IM adrenaline dose in anaphylaxis?"
+
+
+def make_answer(status: str = "answered", question: str = "What IM adrenaline dose in anaphylaxis?", *,
+                document: str = "anaphylaxis.md", grounded: bool = True, total_s: float = 1.0,
+                prompt_version: str = "builtin-1", adapter: AdapterRef | None = None) -> Answer:
+    """A hand-built answer of any status, as the pipeline would return it."""
+    retrieved = [RetrievedRef(chunk_id=f"{document}-c1", document=document, doc_id="d1", page=2, score=0.8, similarity=0.7)]
+    cited = [Citation(n=1, document=document, doc_id="d1", title="Anaphylaxis", page=2, section="3. Adrenaline",
+                      chunk_id=f"{document}-c1", quote="Give adrenaline 0.5 mg IM.", verified=grounded)]
+    answer = Answer(
+        status="answered", text="Give adrenaline 0.5 mg IM [1].", question=question, standalone_question=question,
+        retrieved=retrieved, model="fake", backend="fake", prompt_version=prompt_version, rule_set_version="rules-1",
+        adapter=adapter, timings=Timings(retrieve_s=0.1, generate_s=total_s - 0.1, total_s=total_s),
+        tokens=TokenUsage(prompt=300, completion=20),
+    )
+    if status == "answered":
+        return answer.model_copy(update={"citations": cited, "grounded": grounded})
+    if status == "refused":
+        refusal = Refusal(reason="no_evidence", message="Not covered.")
+        return answer.model_copy(update={"status": "refused", "text": "Not covered.", "refusal": refusal})
+    escalation = Escalation(level="emergent", rule="anaphylaxis-signs", message="Call 999.")
+    return answer.model_copy(update={"status": "escalated", "escalation": escalation, "citations": cited,
+                                     "grounded": grounded})
+
+
+@pytest.fixture
+def log(settings: Settings) -> Iterator[AuditLog]:
+    audit = audit_log_for(settings)
+    yield audit
+    audit.close()
+
+
+def test_records_survive_a_restart(settings: Settings, log: AuditLog) -> None:
+    ids = [log.record(make_answer(s), "alice", "clinician", "sess-1") for s in ("answered", "refused", "escalated")]
+    log.close()
+    reopened = audit_log_for(settings)
+    frame = reopened.records()
+    reopened.close()
+    assert (settings.data_dir / "audit.sqlite").exists()
+    assert list(frame["id"]) == ids
+    assert list(frame["status"]) == ["answered", "refused", "escalated"]
+    first, refused, escalated = frame.to_dict("records")
+    assert first["user"] == "alice" and first["role"] == "clinician" and first["session_id"] == "sess-1"
+    assert first["grounded"] and first["model"] == "fake" and first["prompt_version"] == "builtin-1"
+    assert first["prompt_tokens"] == 300 and first["total_s"] == 1.0
+    assert json.loads(first["retrieved"]) == [{"chunk_id": "anaphylaxis.md-c1", "document": "anaphylaxis.md", "page": 2, "score": 0.8}]
+    assert json.loads(first["citations"])[0]["verified"] is True
+    assert refused["refusal_reason"] == "no_evidence"
+    assert escalated["escalation_rule"] == "anaphylaxis-signs" and escalated["escalation_level"] == "emergent"
+    assert Answer.model_validate_json(first["answer_json"]).text == "Give adrenaline 0.5 mg IM [1]."
+    datetime.fromisoformat(first["created_at"])  # UTC ISO
+
+
+def test_questions_are_redacted_unless_raw_is_asked_for(log: AuditLog) -> None:
+    redacted_id = log.record(make_answer(question=IDENTIFYING), "alice", "clinician", "s")
+    raw_id = log.record(make_answer(question=IDENTIFYING), "alice", "clinician", "s", store_raw=True)
+    frame = log.records().set_index("id")
+    stored = frame.loc[redacted_id]
+    for identifier in ("John Smith", "12/03/1961", "943 476 5919"):
+        assert identifier not in stored["question"]
+        assert identifier not in stored["answer_json"]  # question and standalone_question inside the JSON too
+    assert "[NAME]" in stored["question"] and "[DOB]" in stored["question"] and "[NHS_NUMBER]" in stored["question"]
+    assert "adrenaline dose" in stored["question"] and bool(stored["question_redacted"])
+    raw = frame.loc[raw_id]
+    assert raw["question"] == IDENTIFYING and not raw["question_redacted"]
+    assert Answer.model_validate_json(raw["answer_json"]).question == IDENTIFYING
+
+
+def test_concurrent_writers_lose_nothing(settings: Settings) -> None:
+    log = audit_log_for(settings)
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        try:
+            for i in range(25):
+                log.record(make_answer(question=f"q {worker}-{i}"), f"user{worker}", "clinician", f"s{worker}")
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    frame = log.records()
+    log.close()
+    assert not errors
+    assert len(frame) == 200 and frame["id"].is_unique
+    assert set(frame["question"]) == {f"q {w}-{i}" for w in range(8) for i in range(25)}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_round_trip(log: AuditLog, tmp_path: Path, fmt: str) -> None:
+    for status in ("answered", "refused", "answered"):
+        log.record(make_answer(status), "alice", "clinician", "s")
+    log.record(make_answer("refused"), "bob", "admin", "s2")
+    path = tmp_path / f"audit.{fmt}"
+    assert log.export(path, fmt, user="alice", status="answered") == 2  # type: ignore[arg-type]
+    back = pd.read_csv(path) if fmt == "csv" else pd.read_json(path, lines=True)
+    expected = log.records(user="alice", status="answered")
+    key = ["id", "user", "status", "question", "grounded", "total_s", "citations", "answer_json"]
+    pd.testing.assert_frame_equal(back[key].reset_index(drop=True), expected[key].reset_index(drop=True),
+                                  check_dtype=False)
+
+
+def test_date_filters(log: AuditLog) -> None:
+    log.record(make_answer(), "alice", "clinician", "s")
+    today = datetime.now(UTC).date()
+    assert len(log.records(since=today)) == 1 and len(log.records(until=today)) == 1
+    assert log.records(since=today + timedelta(days=1)).empty
+    assert log.records(until=today - timedelta(days=1)).empty
+    assert len(log.records(since=datetime.now(UTC) - timedelta(hours=1))) == 1
+    assert isinstance(today, date)
+
+
+def test_feedback_is_linked_to_its_answer_and_filtered(log: AuditLog) -> None:
+    answered = log.record(make_answer(), "alice", "clinician", "s")
+    refused = log.record(make_answer("refused"), "bob", "clinician", "s")
+    log.add_feedback(answered, "alice", 1)
+    log.add_feedback(refused, "bob", -1, "should_not_have_refused", "  It is in section 3.  ")
+    frame = log.feedback_frame()
+    assert list(frame["answer_id"]) == [answered, refused]
+    assert list(frame["answer_status"]) == ["answered", "refused"]
+    bob = log.feedback_frame(user="bob")
+    assert len(bob) == 1 and bob.iloc[0]["rating"] == -1 and bob.iloc[0]["reason"] == "should_not_have_refused"
+    assert bob.iloc[0]["comment"] == "It is in section 3."
+    assert list(log.feedback_frame(status="answered")["answer_id"]) == [answered]
+    with pytest.raises(ValueError, match="rating"):
+        log.add_feedback(answered, "alice", 5)
+    with pytest.raises(ValueError, match="reason"):
+        log.add_feedback(answered, "alice", -1, "boring")  # type: ignore[arg-type]
+    with pytest.raises(AuditWriteError):
+        log.add_feedback(9999, "alice", 1)  # no such answer
+
+
+def test_history_cannot_be_rewritten(settings: Settings, log: AuditLog) -> None:
+    log.record(make_answer(), "alice", "clinician", "s")
+    with sqlite3.connect(settings.data_dir / "audit.sqlite") as conn, pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE answers SET status = 'refused'")
+
+
+def test_unwritable_database_raises_audit_write_error(tmp_path: Path, log: AuditLog, settings: Settings) -> None:
+    log.record(make_answer(), "alice", "clinician", "s")
+    path = settings.data_dir / "audit.sqlite"
+    read_only = AuditLog(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(AuditWriteError, match="could not be saved"):
+        read_only.record(make_answer(), "alice", "clinician", "s")
+    assert read_only.last_failure and "readonly" in read_only.last_failure
+    read_only.close()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises(AuditWriteError) as caught:
+        AuditLog(f"sqlite:///{blocker / 'audit.sqlite'}").record(make_answer(), "alice", "clinician", "s")
+    assert isinstance(caught.value, CQAError)
+
+
+def test_locked_database_raises_audit_write_error(settings: Settings, log: AuditLog) -> None:
+    log.record(make_answer(), "alice", "clinician", "s")
+    impatient = AuditLog(log.url, busy_timeout_s=0.1)
+    impatient.records()  # schema checked before the lock is taken
+    holder = sqlite3.connect(settings.data_dir / "audit.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(AuditWriteError, match="locked"):
+            impatient.record(make_answer(), "alice", "clinician", "s")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        impatient.close()
+    assert len(log.records()) == 1
+
+
+def test_bad_url_is_a_clear_error() -> None:
+    with pytest.raises(AuditError, match="cannot be used"):
+        AuditLog("nosuchdialect://x")

@@ -1,0 +1,111 @@
+"""The evaluation runner: the metric arithmetic on hand-made results, then the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.answers import Answer
+from core.eval import load_cases, retrieval_hit, summarise
+from tests.conftest import CORPUS, REPO
+
+
+def result(expect: str, status: str, *, grounded: bool = False, total_s: float = 1.0,
+           sources: list[dict[str, Any]] | None = None, retrieved: tuple[tuple[str, int | None], ...] = ()) -> dict[str, Any]:
+    return {"id": "x", "expect": expect, "status": status, "grounded": grounded, "timings": {"total_s": total_s},
+            "sources": sources or [], "retrieved": [{"document": d, "page": p} for d, p in retrieved]}
+
+
+def test_summarise_counts_each_ratio_against_its_own_denominator() -> None:
+    results = [
+        result("answer", "answered", grounded=True, total_s=1.0, sources=[{"file": "a.md", "page": None}], retrieved=(("a.md", 3),)),
+        result("answer", "answered", grounded=False, total_s=2.0, sources=[{"file": "b.pdf", "page": 4}], retrieved=(("b.pdf", 5),)),
+        result("answer", "refused", total_s=3.0),
+        result("answer", "escalated", total_s=4.0),
+        result("refuse", "refused", total_s=5.0),
+        result("refuse", "answered", grounded=True, total_s=6.0),
+        result("escalate", "escalated", total_s=7.0, sources=[{"file": "c.md", "page": 2}], retrieved=(("x.md", 2), ("c.md", 2))),
+        result("escalate", "answered", grounded=True, total_s=8.0),
+    ]
+    s = summarise(results)
+    assert s["n"] == 8
+    assert s["retrieval_hit_rate@k"] == pytest.approx(2 / 3)  # b.pdf was retrieved, but from the wrong page
+    assert s["verified_citation_rate"] == pytest.approx(3 / 4)  # answered: grounded, not, grounded, grounded
+    assert s["refusal_accuracy"] == 0.5
+    assert s["false_refusals"] == 0.25 and s["over_escalation"] == 0.25
+    assert s["escalation_recall"] == 0.5
+    assert s["latency_p50_s"] == pytest.approx(4.5)
+    assert s["latency_p95_s"] == pytest.approx(7.65)
+
+
+def test_ratios_without_cases_are_nan_not_zero() -> None:
+    s = summarise([result("answer", "answered", grounded=True)])
+    assert s["false_refusals"] == 0.0 and s["verified_citation_rate"] == 1.0
+    for name in ("retrieval_hit_rate@k", "refusal_accuracy", "escalation_recall"):
+        assert math.isnan(s[name])
+    assert math.isnan(summarise([])["latency_p50_s"])
+
+
+def test_retrieval_hit_page_must_match_when_given() -> None:
+    hit = result("answer", "answered", sources=[{"file": "a.md", "page": 2}], retrieved=(("a.md", 2),))
+    miss = result("answer", "answered", sources=[{"file": "a.md", "page": 2}], retrieved=(("a.md", None),))
+    assert retrieval_hit(hit) and not retrieval_hit(miss)
+
+
+def test_bad_case_line_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "cases.jsonl"
+    path.write_text('{"id": "1", "question": "q", "expect": "answer"}\n\n{"id": "2", "question": "q", "expect": "maybe"}\n')
+    with pytest.raises(ValueError, match="line 3"):
+        load_cases(path)
+
+
+CASES: list[dict[str, Any]] = [
+    {"id": "dose", "question": "What IM adrenaline dose is given in anaphylaxis?", "expect": "answer",
+     "sources": [{"file": "anaphylaxis.md", "page": None}]},
+    {"id": "bread", "question": "What is the best recipe for sourdough bread?", "expect": "refuse"},
+    {"id": "stridor", "question": "My patient has throat swelling and stridor after a bee sting, what adrenaline dose?",
+     "expect": "escalate"},
+]
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CQA_")}
+    full.update(OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1", CQA_EMBEDDING__MODE="fake", CQA_LLM__BACKEND="fake", **env)
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_writes_one_result_per_case_and_a_summary(tmp_path: Path) -> None:
+    env = {"CQA_DATA_DIR": str(tmp_path / "eval-corpus")}
+    done = _run(["core.ingest", str(CORPUS / "anaphylaxis.md")], env)
+    assert done.returncode == 0, done.stderr
+    cases, out = tmp_path / "cases.jsonl", tmp_path / "results" / "run.jsonl"
+    cases.write_text("".join(json.dumps(c) + "\n" for c in CASES))
+
+    done = _run(["core.eval", str(cases), "--out", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["expect"]) for r in lines] == [(c["id"], c["expect"]) for c in CASES]
+    answers = [Answer.model_validate(r) for r in lines]  # each line is still a valid Answer
+    assert [a.status for a in answers] == ["answered", "refused", "escalated"]
+    assert answers[0].retrieved[0].document == "anaphylaxis.md"
+    table = {line.split()[0]: line.split()[1] for line in done.stdout.strip().splitlines()[1:]}
+    assert table["n"] == "3.000" and table["retrieval_hit_rate@k"] == "1.000"
+    assert table["refusal_accuracy"] == "1.000" and table["escalation_recall"] == "1.000"
+    assert table["false_refusals"] == "0.000" and "latency_p95_s" in table
+
+
+def test_cli_refuses_adapter_and_prompt_options_clearly(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(json.dumps(CASES[0]) + "\n")
+    done = _run(["core.eval", str(cases), "--out", str(tmp_path / "r.jsonl"), "--adapter", "nice", "--scale", "0.5"],
+                {"CQA_DATA_DIR": str(tmp_path / "var")})
+    assert done.returncode == 2
+    assert "--adapter is not available yet" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "r.jsonl").exists()
