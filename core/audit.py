@@ -13,6 +13,7 @@ import json
 import math
 import re
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
@@ -340,10 +341,33 @@ def per_day(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     return frame.groupby([day, frame[by]]).size().unstack(fill_value=0)
 
 
-def refused_questions(frame: pd.DataFrame, top: int = 20) -> pd.DataFrame:
-    """The most frequent refused questions: the library's gaps."""
+def similarity_groups(texts: list[str], embed: Callable[[list[str]], list[list[float]]], threshold: float = 0.75) -> list[int]:
+    """Greedy grouping: each text joins the first earlier group whose lead it resembles (cosine of
+    unit vectors >= threshold), else starts a group. Returns a group index per text."""
+    vectors = embed(texts) if texts else []
+    leads: list[list[float]] = []
+    groups: list[int] = []
+    for vec in vectors:
+        best = next((i for i, lead in enumerate(leads) if sum(a * b for a, b in zip(vec, lead, strict=True)) >= threshold), None)
+        if best is None:
+            leads.append(vec)
+            best = len(leads) - 1
+        groups.append(best)
+    return groups
+
+
+def refused_questions(
+    frame: pd.DataFrame, top: int = 20, embed: Callable[[list[str]], list[list[float]]] | None = None
+) -> pd.DataFrame:
+    """The most frequent refused questions: the library's gaps. With `embed`, questions worded
+    differently but meaning the same ("methotrexate dose RA" / "starting methotrexate for rheumatoid
+    arthritis") are grouped by embedding similarity; otherwise by normalised text."""
     refused = frame[frame["status"] == "refused"]
-    grouped = refused.assign(normalised=refused["question"].map(normalise_question)).groupby("normalised")
+    if embed is not None and not refused.empty:
+        keys = similarity_groups([normalise_question(q) for q in refused["question"]], embed)
+        grouped = refused.assign(normalised=keys).groupby("normalised")
+    else:
+        grouped = refused.assign(normalised=refused["question"].map(normalise_question)).groupby("normalised")
     table = grouped.agg(times=("id", "size"), example=("question", "first"), reason=("refusal_reason", "first"),
                         last_asked=("created_at", "max"))
     return table.sort_values(["times", "last_asked"], ascending=False).head(top).reset_index(drop=True)

@@ -80,7 +80,7 @@ else:
 
 st.subheader("Most frequent refused questions")
 st.caption("Gaps in the library: questions refused, grouped by their normalised text.")
-st.dataframe(refused_questions(frame), hide_index=True)
+st.dataframe(refused_questions(frame, embed=services().embedder.embed), hide_index=True)
 
 st.subheader("Documents")
 cited = citation_counts(frame)

@@ -193,3 +193,23 @@ def test_locked_database_raises_audit_write_error(settings: Settings, log: Audit
 def test_bad_url_is_a_clear_error() -> None:
     with pytest.raises(AuditError, match="cannot be used"):
         AuditLog("nosuchdialect://x")
+
+
+def test_refused_questions_are_grouped_by_meaning_with_an_embedder() -> None:
+    import pandas as pd
+
+    from core.audit import refused_questions
+    from core.embedding import HashingEmbedder
+
+    frame = pd.DataFrame({
+        "id": [1, 2, 3, 4],
+        "status": ["refused"] * 4,
+        "question": ["methotrexate dose rheumatoid arthritis", "Methotrexate dose for rheumatoid arthritis?",
+                     "rheumatoid arthritis methotrexate dose please", "lithium level monitoring bipolar"],
+        "refusal_reason": ["no_evidence"] * 4,
+        "created_at": ["2026-11-29T10:00:00+00:00"] * 4,
+    })
+    grouped = refused_questions(frame, embed=HashingEmbedder().embed)
+    assert list(grouped["times"]) == [3, 1]
+    plain = refused_questions(frame)
+    assert len(plain) > len(grouped)  # by normalised text only, rewordings stay apart
