@@ -45,10 +45,12 @@ else:
     pages = [
         st.Page("pages/chat.py", title="Ask", icon=":material/chat:", default=True),
         st.Page("pages/search.py", title="Search guidelines", icon=":material/search:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     ]
     if role == "admin":
         pages.append(st.Page("pages/library.py", title="Guideline library", icon=":material/library_books:"))
         pages.append(st.Page("pages/rules.py", title="Safety rules", icon=":material/rule:"))
+        pages.append(st.Page("pages/prompts.py", title="System prompts", icon=":material/edit_note:"))
         pages.append(st.Page("pages/analytics.py", title="Analytics", icon=":material/monitoring:"))
     page = st.navigation(pages)
     with st.sidebar:

@@ -11,6 +11,8 @@ import sys  # noqa: E402
 
 from core.answers import Answer  # noqa: E402
 from core.errors import CQAError  # noqa: E402
+from core.pipeline import AskOptions  # noqa: E402
+from core.prompt_store import prompt_store_for  # noqa: E402
 from core.services import build_answer_service, build_services  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     try:
-        answer = build_answer_service(services).ask(args.question)
+        prompt = prompt_store_for(services.settings).active()
+        answer = build_answer_service(services).ask(args.question, options=AskOptions(prompt=prompt))
     except CQAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -22,12 +22,14 @@ import pandas as pd  # noqa: E402
 from pydantic import BaseModel, Field, ValidationError  # noqa: E402
 
 from core.errors import CQAError  # noqa: E402
+from core.pipeline import AskOptions  # noqa: E402
+from core.prompt_store import prompt_store_for  # noqa: E402
 from core.services import build_answer_service, build_services  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 Expectation = Literal["answer", "refuse", "escalate"]
-NOT_AVAILABLE = ("{option} is not available yet: LoRA adapters and stored prompt versions come with a later issue. "
-                 "Run without it to evaluate the base model and the built-in prompt.")
+NOT_AVAILABLE = ("{option} is not available yet: LoRA adapters come with a later issue. "
+                 "Run without it to evaluate the base model.")
 
 
 class SourceRef(BaseModel):
@@ -99,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="JSONL file to write one result per case to.")
     parser.add_argument("--adapter", help="LoRA adapter name (not available yet).")
     parser.add_argument("--scale", type=float, help="Adapter scale (with --adapter).")
-    parser.add_argument("--prompt", help="Prompt version (not available yet).")
+    parser.add_argument("--prompt", help="Stored prompt version (default: the active one).")
     args = parser.parse_args(argv)
-    for option in ("adapter", "scale", "prompt"):
+    for option in ("adapter", "scale"):
         if getattr(args, option) is not None:
             print("error: " + NOT_AVAILABLE.format(option=f"--{option}"), file=sys.stderr)
             return 2
@@ -117,11 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     results = []
     try:
+        store = prompt_store_for(services.settings)
+        prompt = store.get(args.prompt).template if args.prompt else store.active()
+        options = AskOptions(prompt=prompt)
         answers = build_answer_service(services)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("w", encoding="utf-8") as out:
             for case in cases:
-                answer = answers.ask(case.question)
+                answer = answers.ask(case.question, options=options)
                 result = {**answer.model_dump(mode="json"), "id": case.id, "expect": case.expect,
                           "sources": [s.model_dump() for s in case.sources]}
                 out.write(json.dumps(result) + "\n")

@@ -27,7 +27,7 @@ from core.errors import CQAError, LLMUnavailableError
 from core.llm import AdapterChoice, ChatMessage, GenerationParams, LLMBackend
 from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, RETRY_REMINDER, PromptTemplate, build_messages
 from core.retrieval import Retriever
-from core.safety import NoSafetyRules, SafetyRules
+from core.safety import NoSafetyRules, SafetyDecision, SafetyRules
 from core.schema import RetrievedPassage
 from core.settings import AnswerSettings
 
@@ -113,6 +113,11 @@ class AnswerService:
     @property
     def llm(self) -> LLMBackend:
         return self._llm
+
+    def screen(self, question: str) -> SafetyDecision:
+        """The safety rules' decision alone (sub-millisecond), so a UI can show an escalation before
+        retrieval and generation have even started; `run` applies the same decision."""
+        return self._safety.check(question)
 
     def ask(self, question: str, history: list[Turn] | None = None, options: AskOptions | None = None) -> Answer:
         return self.run(question, history, options).result()

@@ -11,7 +11,8 @@ import streamlit as st
 from core.answers import Answer
 from core.audit import FEEDBACK_REASONS, AuditWriteError
 from core.errors import CQAError
-from core.pipeline import Turn
+from core.pipeline import AskOptions, Turn
+from core.prompt_store import prompt_store_for
 from pages.common import answer_service, audit_log, current_user, require_role, services
 
 require_role("admin", "clinician")
@@ -38,6 +39,9 @@ with st.sidebar:
                 st.selectbox("Ollama model", tags, index=tags.index(current) if current in tags else 0,
                              key="chat_ollama_model")
     st.caption(f"Model: **{info.name}** ({info.backend}, {info.context_window:,}-token context)")
+    prompts = prompt_store_for(svc.settings)
+    prompt_choice = st.selectbox("Prompt version", ["(active)", *[v.version for v in prompts.versions()]],
+                                 key="chat_prompt_version", help="Admins set the active version; pick another to try it.")
 st.session_state.setdefault("chat_turns", [])
 turns: list[dict[str, object]] = st.session_state["chat_turns"]
 st.session_state.setdefault("chat_session_id", uuid.uuid4().hex)
@@ -168,23 +172,38 @@ def feedback_widget(turn: dict[str, object], key: str) -> None:
             st.caption("Thank you: your feedback was recorded.")
 
 
-for i, turn in enumerate(turns):
+for i, past in enumerate(turns):
     with st.chat_message("user"):
-        st.markdown(str(turn["question"]))
+        st.markdown(str(past["question"]))
     with st.chat_message("assistant"):
-        render_answer(Answer.model_validate(turn["answer"]), key=f"turn{i}")
-        feedback_widget(turn, key=f"turn{i}")
+        if past.get("answer"):
+            render_answer(Answer.model_validate(past["answer"]), key=f"turn{i}")
+            feedback_widget(past, key=f"turn{i}")
+        elif past.get("error"):
+            st.error(str(past["error"]))
+        else:
+            st.caption("Not answered: a new question was sent before this one finished. Ask it again.")
 
 if svc.library.is_empty():
     st.warning("The guideline library is empty. An admin can upload guidelines on the library page.")
 question = st.chat_input("Ask a question about your guidelines", key="chat_input")
 if question:
-    history = [Turn(question=str(t["question"]), answer=str(Answer.model_validate(t["answer"]).text)) for t in turns]
+    history = [Turn(question=str(t["question"]), answer=str(Answer.model_validate(t["answer"]).text))
+               for t in turns if t.get("answer")]
+    # Kept before answering: a new question sent while this one runs interrupts it, and the clinician
+    # must still see what they asked.
+    turn: dict[str, object] = {"question": question, "answer": None}
+    turns.append(turn)
     with st.chat_message("user"):
         st.markdown(question)
     with st.chat_message("assistant"):
+        early = st.empty()
+        decision = answers.screen(question)
+        if decision.escalation:  # urgent-care text first, before any retrieval or generation
+            early.error(decision.escalation.message, icon=":material/emergency:")
         try:
-            run = answers.run(question, history)
+            prompt = prompts.active() if prompt_choice == "(active)" else prompts.get(prompt_choice).template
+            run = answers.run(question, history, AskOptions(prompt=prompt))
             preview = st.empty()
             with preview.container():
                 st.caption("Drafting from the guidelines… (checked against the sources before it is shown)")
@@ -193,8 +212,9 @@ if question:
             answer = run.result()
         except CQAError as exc:
             st.error(str(exc))
+            turn["error"] = str(exc)
         else:
-            render_answer(answer, key=f"turn{len(turns)}")
-            turn = {"question": question, "answer": answer.model_dump(mode="json"), "audit_id": record_answer(answer)}
-            turns.append(turn)
+            early.empty()  # render_answer shows the escalation again, in its place at the top
+            render_answer(answer, key=f"turn{len(turns) - 1}")
+            turn.update(answer=answer.model_dump(mode="json"), audit_id=record_answer(answer))
             feedback_widget(turn, key=f"turn{len(turns) - 1}")

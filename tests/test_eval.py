@@ -109,3 +109,22 @@ def test_cli_refuses_adapter_and_prompt_options_clearly(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--adapter is not available yet" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_cli_uses_the_active_or_named_prompt_version(tmp_path: Path) -> None:
+    from core.prompt_store import PromptStore
+    from core.prompts import BUILTIN_SYSTEM_PROMPT, BUILTIN_USER_TEMPLATE
+
+    env = {"CQA_DATA_DIR": str(tmp_path / "eval-corpus")}
+    assert _run(["core.ingest", str(CORPUS / "anaphylaxis.md")], env).returncode == 0
+    store = PromptStore(f"sqlite:///{tmp_path / 'eval-corpus' / 'prompts.sqlite'}")
+    created = store.create("terse", BUILTIN_SYSTEM_PROMPT + "\nBe terse.", BUILTIN_USER_TEMPLATE, "test")
+    cases, out = tmp_path / "cases.jsonl", tmp_path / "out.jsonl"
+    cases.write_text(json.dumps(CASES[0]) + "\n")
+    done = _run(["core.eval", str(cases), "--out", str(out), "--prompt", created.version], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["prompt_version"] == created.version
+    done = _run(["core.eval", str(cases), "--out", str(out)], env)
+    assert json.loads(out.read_text())["prompt_version"] == "builtin-1"  # the active one
+    missing = _run(["core.eval", str(cases), "--out", str(out), "--prompt", "v99"], env)
+    assert missing.returncode == 3 and "v99" in missing.stderr and "Traceback" not in missing.stderr
