@@ -101,14 +101,31 @@ def test_cli_writes_one_result_per_case_and_a_summary(tmp_path: Path) -> None:
     assert table["false_refusals"] == "0.000" and "latency_p95_s" in table
 
 
-def test_cli_refuses_adapter_and_prompt_options_clearly(tmp_path: Path) -> None:
+def test_cli_names_available_adapters_when_one_is_missing(tmp_path: Path) -> None:
     cases = tmp_path / "cases.jsonl"
     cases.write_text(json.dumps(CASES[0]) + "\n")
+    (tmp_path / "var" / "adapters").mkdir(parents=True)
+    (tmp_path / "var" / "adapters" / "cite-v1.gguf").write_bytes(b"GGUF")
     done = _run(["core.eval", str(cases), "--out", str(tmp_path / "r.jsonl"), "--adapter", "nice", "--scale", "0.5"],
                 {"CQA_DATA_DIR": str(tmp_path / "var")})
     assert done.returncode == 2
-    assert "--adapter is not available yet" in done.stderr and "Traceback" not in done.stderr
+    assert "No adapter 'nice'; available: cite-v1" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "r.jsonl").exists()
+    bad_scale = _run(["core.eval", str(cases), "--out", str(tmp_path / "r.jsonl"), "--adapter", "cite-v1", "--scale", "2"],
+                     {"CQA_DATA_DIR": str(tmp_path / "var")})
+    assert bad_scale.returncode == 2 and "between 0 and 1" in bad_scale.stderr
+
+
+def test_cli_records_the_adapter_and_scale_on_each_answer(tmp_path: Path) -> None:
+    env = {"CQA_DATA_DIR": str(tmp_path / "var")}
+    assert _run(["core.ingest", str(CORPUS / "anaphylaxis.md")], env).returncode == 0
+    (tmp_path / "var" / "adapters").mkdir()
+    (tmp_path / "var" / "adapters" / "cite-v1.gguf").write_bytes(b"GGUF")  # the fake backend does not load it
+    cases, out = tmp_path / "cases.jsonl", tmp_path / "out.jsonl"
+    cases.write_text(json.dumps(CASES[0]) + "\n")
+    done = _run(["core.eval", str(cases), "--out", str(out), "--adapter", "cite-v1", "--scale", "0.5"], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["adapter"] == {"name": "cite-v1", "scale": 0.5}
 
 
 def test_cli_uses_the_active_or_named_prompt_version(tmp_path: Path) -> None:
