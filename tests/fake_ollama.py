@@ -123,6 +123,14 @@ class FakeOllama(ThreadingHTTPServer):
         self.server_close()
         self._thread.join(timeout=5)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that stops reading a stream early (tested on purpose) resets the connection.
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
     def requests_to(self, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path]
 
