@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime, time, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypedDict, Unpack, get_args
 
@@ -33,8 +32,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     insert,
     select,
     text,
@@ -45,6 +42,7 @@ from core.answers import Answer
 from core.errors import CQAError
 from core.pii import redact
 from core.settings import Settings
+from core.sql import ensure_sqlite_folder, is_sqlite, open_engine
 
 FeedbackReason = Literal[
     "incorrect", "unsupported_citation", "should_have_refused", "should_not_have_refused", "missed_escalation", "other"
@@ -134,27 +132,14 @@ def audit_log_for(settings: Settings) -> AuditLog:
     return AuditLog(audit_url(settings))
 
 
-def _sqlite_pragmas(busy_timeout_ms: int, dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
 class AuditLog:
     """Append-only answers + feedback. Thread-safe: one lock serialises writes in this process,
     and SQLite's busy timeout covers other processes."""
 
     def __init__(self, url: str, busy_timeout_s: float = 5.0) -> None:
         self.url = url
-        self._sqlite = url.startswith("sqlite")
-        try:
-            self._engine: Engine = create_engine(url, pool_pre_ping=not self._sqlite)
-        except (SQLAlchemyError, ImportError) as exc:
-            raise AuditError(f"The audit log URL {url!r} cannot be used: {exc}") from exc
-        if self._sqlite:
-            event.listen(self._engine, "connect", partial(_sqlite_pragmas, int(busy_timeout_s * 1000)))
+        self._sqlite = is_sqlite(url)
+        self._engine: Engine = open_engine(url, AuditError, "audit log", busy_timeout_s)
         self._lock = threading.Lock()
         self._ready = False
         self.last_failure: str | None = None  # for admins: the chat carries on when a write fails
@@ -192,10 +177,8 @@ class AuditLog:
             raise AuditWriteError(message) from exc
 
     def _connect_for_write(self) -> AbstractContextManager[Connection]:
-        if self._sqlite and not self._ready:
-            database = self._engine.url.database
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if not self._ready:
+            ensure_sqlite_folder(self._engine)
         return self._engine.begin()
 
     def _ensure_schema(self, conn: Connection) -> None:

@@ -10,12 +10,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, Field
-from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, Text, create_engine, insert, select
+from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.answers import Answer
@@ -25,6 +24,7 @@ from core.pipeline import AnswerService, AskOptions
 from core.retrieval import Retriever
 from core.schema import RetrievedPassage
 from core.settings import Settings
+from core.sql import ensure_sqlite_folder, open_engine
 
 Preferred = Literal["A", "B", "tie"]
 
@@ -150,10 +150,7 @@ class PreferenceStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        try:
-            self._engine: Engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
-        except (SQLAlchemyError, ImportError) as exc:
-            raise PreferenceError(f"The preference store URL {url!r} cannot be used: {exc}") from exc
+        self._engine: Engine = open_engine(url, PreferenceError, "preference store")
         self._lock = threading.Lock()
         self._ready = False
 
@@ -193,9 +190,7 @@ class PreferenceStore:
         try:
             with self._lock:
                 if not self._ready:
-                    database = self._engine.url.database
-                    if self.url.startswith("sqlite") and database and database != ":memory:":
-                        Path(database).parent.mkdir(parents=True, exist_ok=True)
+                    ensure_sqlite_folder(self._engine)
                     with self._engine.begin() as conn:
                         _metadata.create_all(conn)
                     self._ready = True

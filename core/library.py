@@ -82,6 +82,9 @@ class GuidelineLibrary:
     def chunks(self, doc_id: str) -> list[StoredChunk]:
         return self.store.chunks_of(doc_id)
 
+    def passage(self, chunk_id: str) -> StoredChunk | None:
+        return self.store.chunk(chunk_id)
+
     def searchable_ids(self, include_superseded: bool = False) -> list[str]:
         return self.catalog.active_ids(include_superseded)
 

@@ -40,6 +40,10 @@ INVALID_OUTPUT_MESSAGE = (
     "Read the most relevant guideline sections below."
 )
 EMPTY_LIBRARY_MESSAGE = "The guideline library is empty. Ask an admin to upload your organisation's guidelines."
+PII_WARNING = (
+    "Your message seems to contain patient identifiers ({kinds}). "
+    "Remove them: they are not needed to search the guidelines."
+)
 _FOLLOW_UP = re.compile(
     r"^(and|but|what about|how about|also|what if|then|so)\b|\b(it|its|that|this|these|those|they|them|he|she)\b",
     re.IGNORECASE,
@@ -138,10 +142,7 @@ class AnswerService:
         decision = self._safety.check(question)
         base.rule_set_version = decision.rule_set_version
         if decision.pii:
-            base.warnings.append(
-                "Your message seems to contain patient identifiers (" + ", ".join(decision.pii) + "). "
-                "Remove them: they are not needed to search the guidelines."
-            )
+            base.warnings.append(PII_WARNING.format(kinds=", ".join(decision.pii)))
         if decision.injection:
             base.warnings.append("Instructions inside the message were treated as part of the question, not obeyed.")
         if decision.clarify and not decision.escalation and not decision.refusal:

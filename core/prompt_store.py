@@ -12,8 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import cache, partial
-from pathlib import Path
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -27,8 +26,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     func,
     insert,
     select,
@@ -41,6 +38,7 @@ from core.llm import ChatMessage
 from core.prompts import BUILTIN_PROMPT, REQUIRED_PLACEHOLDERS, PromptTemplate, build_messages
 from core.schema import RetrievedPassage
 from core.settings import Settings
+from core.sql import ensure_sqlite_folder, open_engine
 
 MAX_SYSTEM_CHARS = 4000
 MAX_USER_CHARS = 2000
@@ -141,25 +139,12 @@ def _store_for_url(url: str) -> PromptStore:
     return PromptStore(url)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_timeout_ms: int = 5000) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
-
-
 class PromptStore:
     """Thread-safe: one lock serialises writes in this process; SQLite's busy timeout covers others."""
 
     def __init__(self, url: str, busy_timeout_s: float = 5.0) -> None:
         self.url = url
-        self._sqlite = url.startswith("sqlite")
-        try:
-            self._engine: Engine = create_engine(url, pool_pre_ping=not self._sqlite)
-        except (SQLAlchemyError, ImportError) as exc:
-            raise PromptStoreError(f"The prompt store URL {url!r} cannot be used: {exc}") from exc
-        if self._sqlite:
-            event.listen(self._engine, "connect", partial(_sqlite_pragmas, busy_timeout_ms=int(busy_timeout_s * 1000)))
+        self._engine: Engine = open_engine(url, PromptStoreError, "prompt store", busy_timeout_s)
         self._lock = threading.Lock()
         self._ready = False
 
@@ -275,10 +260,7 @@ class PromptStore:
         with self._lock:
             if self._ready:
                 return
-            if self._sqlite:
-                database = self._engine.url.database
-                if database and database != ":memory:" and not database.startswith("file:"):
-                    Path(database).parent.mkdir(parents=True, exist_ok=True)
+            ensure_sqlite_folder(self._engine)
             with self._engine.begin() as conn:
                 _metadata.create_all(conn)
                 if conn.execute(select(func.count()).select_from(versions_table)).scalar_one() == 0:

@@ -104,6 +104,10 @@ class ChunkStore(ABC):
     def chunks_of(self, doc_id: str) -> list[StoredChunk]: ...
 
     @abstractmethod
+    def chunk(self, chunk_id: str) -> StoredChunk | None:
+        """One chunk by id (a citation's passage), or None if it is gone."""
+
+    @abstractmethod
     def count(self, doc_id: str | None = None) -> int: ...
 
     @abstractmethod
@@ -155,6 +159,11 @@ class InMemoryStore(ChunkStore):
         with self._lock:
             found = [c for c, _ in self._rows.values() if c.doc_id == doc_id]
         return sorted(found, key=lambda c: c.chunk_id)
+
+    def chunk(self, chunk_id: str) -> StoredChunk | None:
+        with self._lock:
+            row = self._rows.get(chunk_id)
+        return row[0] if row else None
 
     def count(self, doc_id: str | None = None) -> int:
         with self._lock:
@@ -341,6 +350,10 @@ class MilvusChunkStore(ChunkStore):
         )
         chunks = [self._from_metadata(r["id"], r.get("doc_id"), _row_metadata(r)) for r in rows]
         return sorted(chunks, key=lambda c: c.chunk_id)
+
+    def chunk(self, chunk_id: str) -> StoredChunk | None:
+        rows = self.client.query(self._collection, filter=f"id == {_quote(chunk_id)}", output_fields=["*"], limit=1)
+        return self._from_metadata(rows[0]["id"], rows[0].get("doc_id"), _row_metadata(rows[0])) if rows else None
 
     def count(self, doc_id: str | None = None) -> int:
         expr = f"doc_id == {_quote(doc_id)}" if doc_id else 'doc_id != ""'

@@ -86,6 +86,22 @@ def audit_log() -> AuditLog:
     return _audit_log(audit_url(Settings()))
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def ollama_status(host: str, model: str) -> tuple[bool, str, list[str]]:
+    """(ok, message, installed tags), asked at most every 30 s: an unreachable server must not make
+    every rerun of the chat wait for a connection timeout."""
+    from core.llm.ollama_backend import OllamaBackend
+
+    llm = answer_service(model).llm
+    health = llm.health()
+    if not health.ok or not isinstance(llm, OllamaBackend):
+        return health.ok, health.message, []
+    try:
+        return True, health.message, llm.list_models()
+    except CQAError as exc:
+        return False, str(exc), []
+
+
 def user_store() -> UserStore:
     settings = Settings()
     ensure_demo_users(settings)

@@ -11,6 +11,7 @@ from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from core.embedding import Embedder, HashingEmbedder  # noqa: E402
 from core.services import Services, build_services  # noqa: E402
@@ -57,3 +58,19 @@ def test_output() -> Path:
     out = REPO / "test-output"
     out.mkdir(exist_ok=True)
     return out
+
+
+@pytest.fixture
+def fast_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For UI tests: hashing embedder, in-memory store, fake LLM (the real ones have their own tests)."""
+    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
+    monkeypatch.setenv("CQA_STORE__MODE", "memory")
+    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+
+
+def run_page_as(page: Path, role: str = "admin") -> AppTest:
+    """Run one page directly with a signed-in user of `role` (bypassing the login form)."""
+    at = AppTest.from_file(str(page), default_timeout=120)
+    at.session_state["auth_user"] = role
+    at.session_state["auth_role"] = role
+    return at.run()

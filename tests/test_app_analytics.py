@@ -9,24 +9,17 @@ from streamlit.testing.v1 import AppTest
 from core.answers import AdapterRef
 from core.audit import audit_log_for
 from core.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, run_page_as
 from tests.test_audit import make_answer
 
-PAGE = str(REPO / "pages" / "analytics.py")
+PAGE = REPO / "pages" / "analytics.py"
 
 
-@pytest.fixture(autouse=True)
-def _fast_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
-    monkeypatch.setenv("CQA_STORE__MODE", "memory")
-    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+pytestmark = pytest.mark.usefixtures("fast_backends")
 
 
 def _page(role: str = "admin") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["auth_user"] = role
-    at.session_state["auth_role"] = role
-    return at.run()
+    return run_page_as(PAGE, role)
 
 
 def _table(at: AppTest, column: str, exclude: str = "") -> pd.DataFrame:

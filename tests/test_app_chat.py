@@ -50,10 +50,7 @@ def test_real_model_answer_is_shown_only_after_checking(small_corpus: Path) -> N
         assert answer["refusal"]["message"] in " ".join(w.value for w in at.warning)
 
 
-def test_off_topic_question_is_refused_with_nearest_sections(small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
-    monkeypatch.setenv("CQA_STORE__MODE", "memory")
-    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+def test_off_topic_question_is_refused_with_nearest_sections(small_corpus: Path, fast_backends: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CQA_ANSWER__EVIDENCE_THRESHOLD", "0.99")
     at = _login_clinician()
     at.chat_input(key="chat_input").set_value("Starting dose of methotrexate for rheumatoid arthritis?").run()
@@ -62,7 +59,7 @@ def test_off_topic_question_is_refused_with_nearest_sections(small_corpus: Path,
     assert any("Closest guideline sections" in m.value for m in at.markdown)
 
 
-def test_unreachable_ollama_is_a_message_not_a_traceback(small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_ollama_is_a_message_not_a_traceback(small_corpus: Path, fast_backends: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
     monkeypatch.setenv("CQA_STORE__MODE", "memory")
     monkeypatch.setenv("CQA_LLM__BACKEND", "ollama")
@@ -104,10 +101,7 @@ def test_ollama_models_come_from_the_server_and_can_be_switched(
     assert server.requests_to("/api/chat")[-1].body["model"] == "qwen2.5:0.5b"
 
 
-def test_red_flag_message_shows_the_urgent_care_text_first(small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
-    monkeypatch.setenv("CQA_STORE__MODE", "memory")
-    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+def test_red_flag_message_shows_the_urgent_care_text_first(small_corpus: Path, fast_backends: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CQA_ANSWER__EVIDENCE_THRESHOLD", "0.99")  # retrieval finds nothing usable
     at = _login_clinician()
     at.chat_input(key="chat_input").set_value(
@@ -120,10 +114,7 @@ def test_red_flag_message_shows_the_urgent_care_text_first(small_corpus: Path, m
     assert answer["rule_set_version"] != "none"
 
 
-def test_patient_identifiers_are_warned_about(small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
-    monkeypatch.setenv("CQA_STORE__MODE", "memory")
-    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+def test_patient_identifiers_are_warned_about(small_corpus: Path, fast_backends: None, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _login_clinician()
     at.chat_input(key="chat_input").set_value("Mrs Jane Patel DOB 12/03/1956 NHS 943 476 5919: adrenaline dose?").run()
     assert not at.exception, at.exception

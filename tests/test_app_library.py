@@ -12,12 +12,7 @@ from tests.conftest import REPO
 APP = str(REPO / "app.py")
 
 
-@pytest.fixture(autouse=True)
-def _fast_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    # UI tests exercise the pages; the real embedder and Milvus are covered by integration tests.
-    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
-    monkeypatch.setenv("CQA_STORE__MODE", "memory")
-    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+pytestmark = pytest.mark.usefixtures("fast_backends")
 
 
 def _app() -> AppTest:

@@ -7,24 +7,16 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_page_as
 
-PAGE = str(REPO / "pages" / "rules.py")
+PAGE = REPO / "pages" / "rules.py"
 
 
-@pytest.fixture(autouse=True)
-def _fast_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
-    monkeypatch.setenv("CQA_STORE__MODE", "memory")
-    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+pytestmark = pytest.mark.usefixtures("fast_backends")
 
 
 def _page(role: str = "admin") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["auth_user"] = role
-    at.session_state["auth_role"] = role
-    at.run()
-    return at
+    return run_page_as(PAGE, role)
 
 
 def test_clinician_is_refused() -> None:

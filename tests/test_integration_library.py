@@ -110,7 +110,10 @@ def test_reopen_loads_collection_and_searches(tmp_path: Path, minilm: Embedder) 
     try:
         assert again.retriever.retrieve("blood pressure target", k=3)
         assert again.store.count(out.doc_id) == out.chunks
-        assert len(again.library.chunks(out.doc_id or "")) == out.chunks
+        chunks = again.library.chunks(out.doc_id or "")
+        assert len(chunks) == out.chunks
+        assert again.library.passage(chunks[1].chunk_id) == chunks[1]
+        assert again.library.passage("missing-0000") is None
     finally:
         again.close()
 

@@ -80,6 +80,8 @@ def test_delete_and_mark_superseded(fake_services: Services) -> None:
     lib.reactivate(doc_id)
     assert fake_services.retriever.retrieve("lactate", k=5)
     assert lib.original_file(doc_id) is not None
+    first = lib.chunks(doc_id)[0]
+    assert lib.passage(first.chunk_id) == first and lib.passage("nope") is None
     lib.delete(doc_id)
     assert lib.documents() == [] and fake_services.store.count() == 0
     assert lib.original_file(doc_id) is None
