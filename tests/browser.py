@@ -114,14 +114,23 @@ def wait_idle(page: object, timeout_ms: int = 120_000) -> None:
 
 
 def click_until(page: object, button: object, expected: object, tries: int = 3) -> None:
-    """Click, wait for the rerun, and click again if nothing happened (a click that lands while a
-    rerun is starting can be dropped); `expected` is a locator for what the click should show."""
+    """Click, then wait for what the click should show (`expected`). A click that lands while a rerun
+    is starting can be dropped, so click again, but only while the button is still there: under load
+    the rerun may start late, and the button may already be gone when the first click worked."""
     from playwright.sync_api import Locator
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     assert isinstance(button, Locator) and isinstance(expected, Locator)
     for _ in range(tries):
         wait_idle(page)
-        button.click()
-        wait_idle(page)
         if expected.count():
             return
+        if not button.count():
+            break  # the click was taken and the page moved on: just wait for the outcome
+        button.click()
+        try:
+            expected.first.wait_for(timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    expected.first.wait_for()
