@@ -51,6 +51,7 @@ else:
         pages.append(st.Page("pages/library.py", title="Guideline library", icon=":material/library_books:"))
         pages.append(st.Page("pages/rules.py", title="Safety rules", icon=":material/rule:"))
         pages.append(st.Page("pages/prompts.py", title="System prompts", icon=":material/edit_note:"))
+        pages.append(st.Page("pages/models.py", title="Models and adapters", icon=":material/model_training:"))
         pages.append(st.Page("pages/analytics.py", title="Analytics", icon=":material/monitoring:"))
     page = st.navigation(pages)
     with st.sidebar:

@@ -1,0 +1,1 @@
+"""LoRA adapters: reading GGUF files, the adapter registry, and (elsewhere in this package) training."""
