@@ -12,7 +12,7 @@ from core.pipeline import AskOptions
 from core.presentation import history
 from core.prompt_store import prompt_store_for
 from pages.answer_view import feedback_widget, record_answer, render_answer
-from pages.common import answer_service, current_user, ollama_status, require_role, services
+from pages.common import adapter_picker, answer_service, current_user, ollama_status, require_role, services
 
 require_role("admin", "clinician")
 st.title("Ask the guidelines")
@@ -37,6 +37,7 @@ with st.sidebar:
     prompts = prompt_store_for(svc.settings)
     prompt_choice = st.selectbox("Prompt version", ["(active)", *[v.version for v in prompts.versions()]],
                                  key="chat_prompt_version", help="Admins set the active version; pick another to try it.")
+    adapter = adapter_picker(svc.settings, answers.llm)
 st.session_state.setdefault("chat_turns", [])
 turns: list[dict[str, object]] = st.session_state["chat_turns"]
 st.session_state.setdefault("chat_session_id", uuid.uuid4().hex)
@@ -74,7 +75,7 @@ if question:
             early.error(decision.escalation.message, icon=":material/emergency:")
         try:
             prompt = prompts.active() if prompt_choice == "(active)" else prompts.get(prompt_choice).template
-            run = answers.run(question, earlier, AskOptions(prompt=prompt))
+            run = answers.run(question, earlier, AskOptions(prompt=prompt, adapter=adapter))
             preview = st.empty()
             with preview.container():
                 st.caption("Drafting from the guidelines… (checked against the sources before it is shown)")

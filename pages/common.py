@@ -6,9 +6,11 @@ from typing import Any
 
 import streamlit as st
 
+from core.adapters.registry import AdapterRegistry
 from core.audit import AuditLog, audit_url
 from core.bootstrap import FirstStart, ensure_demo_users, first_start
 from core.errors import CQAError
+from core.llm import AdapterChoice, LLMBackend
 from core.pipeline import AnswerService
 from core.rules import rules_dir
 from core.schema import RetrievedPassage
@@ -142,3 +144,52 @@ def _download_original(path: Any, key: str, page: int | None) -> None:
         return
     label = f"Download original ({path.name}{', see page ' + str(page) if page else ''})"
     st.download_button(label, data=path.read_bytes(), file_name=path.name, key=key)
+
+
+NO_ADAPTER = "(none)"
+
+
+def adapter_picker(settings: Settings, llm: LLMBackend) -> AdapterChoice | None:
+    """Sidebar: an adapter from the registry and its strength for this session; None = base model.
+
+    With Ollama the adapter becomes a derived model tag; if the server refuses to create it, its
+    error is shown (once per adapter and session) and the base model answers.
+    """
+    registry = AdapterRegistry.for_settings(settings)
+    name = st.selectbox("Adapter", [NO_ADAPTER, *registry.names()], key="chat_adapter",
+                        help="A LoRA adapter changes how the model writes; admins manage them on the models page.")
+    ollama = llm.info.backend == "ollama"
+    scale = st.slider("Adapter scale", 0.0, 1.0, 1.0, 0.05, key="chat_adapter_scale", disabled=name == NO_ADAPTER or ollama,
+                      help="0 = the base model, 1 = the adapter at full strength." + (
+                          " Ollama applies adapters at full strength only." if ollama else ""))
+    if name == NO_ADAPTER:
+        return None
+    try:
+        adapter = registry.choice(name, 1.0 if ollama else scale)
+    except CQAError as exc:  # deleted since the list was shown
+        st.warning(str(exc))
+        return None
+    if ollama and not _ollama_adapter_tag(llm, adapter):
+        return None
+    return adapter
+
+
+def _ollama_adapter_tag(llm: LLMBackend, adapter: AdapterChoice) -> str | None:
+    from core.llm.ollama_backend import OllamaBackend
+
+    if not isinstance(llm, OllamaBackend) or adapter.path is None:
+        return None
+    stat = adapter.path.stat()
+    key = f"{llm.host}|{llm.model}|{adapter.path}|{stat.st_mtime_ns}|{stat.st_size}"
+    refusals: dict[str, str] = st.session_state.setdefault("chat_adapter_refusals", {})
+    if key not in refusals:
+        try:
+            with st.spinner(f"Preparing adapter {adapter.name!r} on Ollama…"):
+                tag = llm.ensure_adapter_model(adapter)
+        except CQAError as exc:
+            refusals[key] = str(exc)
+        else:
+            st.caption(f"Adapter {adapter.name!r} runs as Ollama model **{tag}**.")
+            return tag
+    st.error(f"{refusals[key]} Answers use the base model; pick an existing model tag under “Ollama model” instead.")
+    return None
