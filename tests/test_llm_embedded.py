@@ -7,7 +7,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import platform  # noqa: E402
-import struct  # noqa: E402
 import threading  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -15,6 +14,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from core.adapters.gguf_write import write_lora_gguf  # noqa: E402
 from core.errors import CQAError, LLMUnavailableError  # noqa: E402
 from core.llm import AdapterChoice, ChatMessage, GenerationParams, build_llm  # noqa: E402
 from core.llm.embedded import EmbeddedLlamaBackend  # noqa: E402
@@ -147,32 +147,6 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 # -- LoRA adapters -------------------------------------------------------------------------------
-
-
-def _gguf_string(text: str) -> bytes:
-    data = text.encode()
-    return struct.pack("<Q", len(data)) + data
-
-
-def write_lora_gguf(path: Path, tensors: dict[str, np.ndarray], alpha: float) -> Path:
-    """A minimal GGUF v3 LoRA adapter (F32 tensors) as llama.cpp's `llama_adapter_lora_init` reads it."""
-    kv = [("general.architecture", "llama"), ("general.type", "adapter"), ("adapter.type", "lora")]
-    out = bytearray(b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv) + 1))
-    for key, value in kv:
-        out += _gguf_string(key) + struct.pack("<I", 8) + _gguf_string(value)
-    out += _gguf_string("adapter.lora.alpha") + struct.pack("<If", 6, alpha)
-    offset, blobs = 0, []
-    for name, array in tensors.items():
-        data = np.ascontiguousarray(array, dtype=np.float32).tobytes()
-        data += b"\0" * (-len(data) % 32)
-        dims = array.shape[::-1]  # ggml lists the fastest-varying dimension first
-        out += _gguf_string(name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims)
-        out += struct.pack("<IQ", 0, offset)  # type 0 = F32
-        blobs.append(data)
-        offset += len(data)
-    out += b"\0" * (-len(out) % 32)
-    path.write_bytes(bytes(out) + b"".join(blobs))
-    return path
 
 
 @pytest.fixture(scope="module")
