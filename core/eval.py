@@ -21,6 +21,7 @@ from typing import Any, Literal  # noqa: E402
 import pandas as pd  # noqa: E402
 from pydantic import BaseModel, Field, ValidationError  # noqa: E402
 
+from core.answers import Answer  # noqa: E402
 from core.errors import CQAError  # noqa: E402
 from core.llm import AdapterChoice  # noqa: E402
 from core.pipeline import AskOptions  # noqa: E402
@@ -29,6 +30,8 @@ from core.services import build_answer_service, build_services  # noqa: E402
 from core.settings import REPO_ROOT, Settings  # noqa: E402
 
 Expectation = Literal["answer", "refuse", "escalate"]
+
+
 def adapter_folders(settings: Settings) -> list[Path]:
     return [settings.data_dir / "adapters", REPO_ROOT / "data" / "adapters"]
 
@@ -60,15 +63,28 @@ class EvalCase(BaseModel):
 
 
 def load_cases(path: Path) -> list[EvalCase]:
+    return parse_cases(path.read_text(encoding="utf-8"), path.name)
+
+
+def parse_cases(text: str, name: str) -> list[EvalCase]:
+    """One case per non-blank JSONL line; a bad line raises `ValueError` naming `name` and the line."""
     cases = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             cases.append(EvalCase.model_validate_json(line))
         except ValidationError as exc:
-            raise ValueError(f"{path.name} line {number}: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}") from exc
+            error = exc.errors()[0]
+            where = f" at {error['loc']}" if error["loc"] else ""
+            raise ValueError(f"{name} line {number}: {error['msg']}{where}") from exc
     return cases
+
+
+def case_result(case: EvalCase, answer: Answer) -> dict[str, Any]:
+    """One result line: the `Answer` JSON plus the case's `id`, `expect` and `sources`."""
+    return {**answer.model_dump(mode="json"), "id": case.id, "expect": case.expect,
+            "sources": [s.model_dump() for s in case.sources]}
 
 
 def retrieval_hit(result: dict[str, Any]) -> bool:
@@ -91,11 +107,13 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, float]:
     expected = {e: sum(r["expect"] == e for r in results) for e in ("answer", "refuse", "escalate")}
     with_sources = [r for r in results if r.get("sources")]
     answered = [r for r in results if r["status"] == "answered"]
+    generated = [r for r in results if model_was_asked(r)]
     latencies = pd.Series([float(r.get("timings", {}).get("total_s", 0.0)) for r in results], dtype=float)
     return {
         "n": float(len(results)),
         "retrieval_hit_rate@k": _rate(sum(retrieval_hit(r) for r in with_sources), len(with_sources)),
         "verified_citation_rate": _rate(sum(bool(r.get("grounded")) for r in answered), len(answered)),
+        "format_valid_rate": _rate(sum(bool(r.get("format_valid", True)) for r in generated), len(generated)),
         "refusal_accuracy": _rate(status_of("refuse", "refused"), expected["refuse"]),
         "false_refusals": _rate(status_of("answer", "refused"), expected["answer"]),
         "escalation_recall": _rate(status_of("escalate", "escalated"), expected["escalate"]),
@@ -103,6 +121,12 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, float]:
         "latency_p50_s": float(latencies.quantile(0.5)) if len(latencies) else math.nan,
         "latency_p95_s": float(latencies.quantile(0.95)) if len(latencies) else math.nan,
     }
+
+
+def model_was_asked(result: dict[str, Any]) -> bool:
+    """The pipeline reached generation (passages were put in a prompt), so `format_valid` means something:
+    answers stopped by a safety rule or the evidence gate never asked the model."""
+    return int((result.get("tokens") or {}).get("passages_given", 0)) > 0
 
 
 def summary_table(summary: dict[str, float]) -> str:
@@ -147,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("w", encoding="utf-8") as out:
             for case in cases:
-                answer = answers.ask(case.question, options=options)
-                result = {**answer.model_dump(mode="json"), "id": case.id, "expect": case.expect,
-                          "sources": [s.model_dump() for s in case.sources]}
+                result = case_result(case, answers.ask(case.question, options=options))
                 out.write(json.dumps(result) + "\n")
                 out.flush()
                 results.append(result)
