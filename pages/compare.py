@@ -4,62 +4,40 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.answers import Answer
-from core.compare import Comparison, PreferenceError, Preferred, compare, preference_store_for
+from core.compare import Comparison, PreferenceError, Preferred, compare_sides, preference_store_for
 from core.errors import CQAError
-from core.pipeline import AskOptions
 from core.prompt_store import prompt_store_for
 from core.settings import Settings
-from pages.common import answer_service, current_user, require_role
+from pages.common import current_user, require_role
+from pages.compare_batch import batch_mode
+from pages.compare_sides import make_side, pick_configs, show_side
 
 require_role("admin", "clinician")
 st.title("Compare configurations")
-st.caption("One question is retrieved once; A and B answer from the identical passages (temperature 0, fixed seed).")
+st.caption("Retrieved once per question; A and B answer from the identical passages (temperature 0, fixed seed).")
 settings = Settings()
 prompts = prompt_store_for(settings)
 st.session_state.setdefault("cmp_result", None)
 st.session_state.setdefault("cmp_saved", False)
 
-labels = [v.version for v in prompts.versions()]
-active = prompts.active().version
-col_a, col_b = st.columns(2)
-version_a = col_a.selectbox("A: prompt version", labels, index=labels.index(active), key="cmp_a")
-version_b = col_b.selectbox("B: prompt version", labels, index=len(labels) - 1, key="cmp_b")
-st.caption("LoRA adapters are not available yet: both sides use the base model.")
+mode = st.radio("Mode", ["One question", "Evaluation set"], horizontal=True, key="cmp_mode")
+config_a, config_b = pick_configs(settings, prompts)
+if mode == "Evaluation set":
+    batch_mode(settings, prompts, config_a, config_b)
+    st.stop()
+
 question = st.text_input("Question", key="cmp_question")
-
 if st.button("Run", key="cmp_run", type="primary", disabled=not question.strip()):
-    options_a = AskOptions(prompt=prompts.get(version_a).template)
-    options_b = AskOptions(prompt=prompts.get(version_b).template)
-    try:
-        with st.spinner("Answering with A, then B…"):
-            result = compare(answer_service(), question, options_a, options_b)
-    except CQAError as exc:
-        st.error(str(exc))
-    else:
-        st.session_state["cmp_result"] = result.model_dump(mode="json")
-        st.session_state["cmp_saved"] = False
-
-
-def show_side(title: str, config: str, answer: Answer) -> None:
-    st.subheader(title)
-    st.caption(config)
-    if answer.escalation:
-        st.error(f"Escalated ({answer.escalation.level}): {answer.escalation.message}")
-    if answer.status == "refused" and answer.refusal:
-        st.warning(f"Refused ({answer.refusal.reason.replace('_', ' ')})")
-    elif answer.grounded:
-        st.success("Grounded: every sentence is supported by its cited passage.")
-    else:
-        st.warning("Not fully grounded.")
-    st.markdown(answer.text)
-    for c in answer.citations:
-        badge = ":green[verified]" if c.verified else ":orange[not verified]"
-        st.markdown(f"[{c.n}] {c.title} · {c.section} · {badge}")
-    t = answer.tokens
-    st.caption(f"{answer.timings.total_s:.2f} s · {t.prompt:,} prompt + {t.completion:,} completion tokens · "
-               f"prompt {answer.prompt_version} · {answer.model} ({answer.backend})")
-
+    side_a, side_b = make_side(config_a, "A", settings, prompts), make_side(config_b, "B", settings, prompts)
+    if side_a is not None and side_b is not None:
+        try:
+            with st.spinner("Answering with A, then B…"):
+                result = compare_sides(question, side_a, side_b)
+        except CQAError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["cmp_result"] = result.model_dump(mode="json")
+            st.session_state["cmp_saved"] = False
 
 raw = st.session_state["cmp_result"]
 if raw is not None:
