@@ -1,4 +1,5 @@
-"""`make bench`: run every bench script and print one table of the ratios they report."""
+"""`make bench`: run every bench script (answer, adapter_switch, format_choice, ingest, retrieve, safety)
+and print one table of the ratios they report."""
 
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ def main() -> int:
                 _, name, value = line.split(maxsplit=2)
                 rows.append((script.name, name, value))
     width = max((len(r[1]) for r in rows), default=10)
-    print(f"\n{'script':<14} {'ratio':<{width}} value")
+    script_width = max((len(r[0]) for r in rows), default=14)
+    print(f"\n{'script':<{script_width}} {'ratio':<{width}} value")
     for script, name, value in rows:
-        print(f"{script:<14} {name:<{width}} {value}")
+        print(f"{script:<{script_width}} {name:<{width}} {value}")
     return 0 if all(r[1] != "FAILED" for r in rows) else 1
 
 
