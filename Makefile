@@ -13,7 +13,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint bench corpus clean-data venv eval-safety eval
+.PHONY: run test lint bench corpus clean-data venv eval-safety eval train
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ lint: venv
 
 eval: venv
 	$(BIN)/python -m core.eval $(CASES) --out $(or $(OUT),test-output/eval.jsonl)
+
+# Train a LoRA adapter from the library in CQA_DATA_DIR (default ./var): make train NAME=my-adapter
+train: venv
+	$(BIN)/python -m core.adapters.train --name $(or $(NAME),cqa-local) $(ARGS)
 
 eval-safety: venv
 	$(BIN)/python scripts/eval_safety.py

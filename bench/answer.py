@@ -46,7 +46,7 @@ from core.llm.embedded import (  # noqa: E402
     _without_extra_buffer_types,
     resolve_model_path,
 )
-from core.pipeline import AnswerService, _declines, _format_ok, standalone_question  # noqa: E402
+from core.pipeline import AnswerService, declines, format_ok, standalone_question  # noqa: E402
 from core.prompts import BUILTIN_PROMPT, RETRY_REMINDER  # noqa: E402
 from core.services import Services, build_answer_service, build_services  # noqa: E402
 from core.settings import REPO_ROOT, Settings  # noqa: E402
@@ -160,7 +160,7 @@ def run_raw(raw: llama_cpp.Llama, messages: list[ChatMessage], n_passages: int,
     started = time.perf_counter()
     ttft, text = raw_stream(raw, messages, params)
     streamed, retries = text, 0
-    if not (_declines(text) or _format_ok(text, n_passages)):
+    if not (declines(text) or format_ok(text, n_passages)):
         retry = [*messages, ChatMessage(role="assistant", content=text), ChatMessage(role="user", content=RETRY_REMINDER)]
         second_ttft, second = raw_stream(raw, retry, params)
         ttft = ttft if ttft is not None else second_ttft

@@ -4,7 +4,7 @@ For the answerable demo questions the pipeline would send to the model (past the
 the same messages (`core.prompts.build_messages`, same passages as the pipeline) are generated in
 each mode on the bundled SmolLM2-135M:
 
-- free:    today's pipeline: free text, then `core.pipeline._format_ok` / `_declines`; an invalid
+- free:    today's pipeline: free text, then `core.pipeline.format_ok` / `declines`; an invalid
            answer is retried once with `RETRY_REMINDER` as the pipeline does (on the first
            BENCH_FORMAT_RETRY_QUESTIONS questions, to keep the run under ~10 minutes);
 - gbnf:    `cited_answer_gbnf(n)`: 1-3 sentences, each ending ". [n]", or exactly "NOT IN GUIDELINES";
@@ -41,7 +41,7 @@ from core.bootstrap import corpus_files  # noqa: E402
 from core.citations import SUPPORT_THRESHOLD, verify  # noqa: E402
 from core.llm import ChatMessage, GenerationParams, default_params  # noqa: E402
 from core.llm.embedded import EmbeddedLlamaBackend  # noqa: E402
-from core.pipeline import _clean, _declines, _format_ok, standalone_question  # noqa: E402
+from core.pipeline import _clean, declines, format_ok, standalone_question  # noqa: E402
 from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, RETRY_REMINDER, build_messages  # noqa: E402
 from core.schema import RetrievedPassage  # noqa: E402
 from core.services import Services, build_services  # noqa: E402
@@ -231,8 +231,8 @@ def run_mode(mode: str, llm: EmbeddedLlamaBackend, qid: str, messages: list[Chat
         grammar = {"free": None, "gbnf": cited_answer_gbnf(n), "gbnf1": cited_answer_gbnf(n, max_sentences=1)}[mode]
         first = generate(llm, messages, base.model_copy(update={"grammar": grammar}))
         answer = first.text
-        declined = _declines(answer)
-        valid = declined or _format_ok(answer, n)
+        declined = declines(answer)
+        valid = declined or format_ok(answer, n)
     outcome = Outcome(mode, qid, first, answer, valid, declined, valid, first.seconds)
     if mode == "free" and not valid and retry:  # the pipeline's one retry
         outcome.retried = True
@@ -240,8 +240,8 @@ def run_mode(mode: str, llm: EmbeddedLlamaBackend, qid: str, messages: list[Chat
                  ChatMessage(role="user", content=RETRY_REMINDER)]
         second = generate(llm, again, base)
         outcome.seconds_with_retry += second.seconds
-        outcome.declined = _declines(second.text)
-        outcome.valid_after_retry = outcome.declined or _format_ok(second.text, n)
+        outcome.declined = declines(second.text)
+        outcome.valid_after_retry = outcome.declined or format_ok(second.text, n)
         outcome.answer_text = second.text
     if outcome.valid_after_retry and not outcome.declined:
         check = verify(_clean(outcome.answer_text), [(i, p.text) for i, p in enumerate(passages, 1)], SUPPORT_THRESHOLD)

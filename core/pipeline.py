@@ -7,6 +7,7 @@ preview), then read `.answer`, the verified result that the UI renders in place 
 
 from __future__ import annotations
 
+import difflib
 import re
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -175,13 +176,14 @@ class AnswerService:
         if not passages or max(p.similarity or 0.0 for p in passages) < self._settings.evidence_threshold:
             answer = self._refuse(base, "no_evidence", NO_EVIDENCE_MESSAGE, passages)
         else:
-            answer = yield from self._generate(base, question, evidence[: self._settings.max_passages], opts)
+            urgent = decision.escalation.message if decision.escalation else None
+            answer = yield from self._generate(base, question, evidence[: self._settings.max_passages], opts, urgent)
         if decision.escalation:
             answer = _escalate(answer, decision)
         run.answer = self._finish(answer, started)
 
     def _generate(
-        self, base: Answer, question: str, passages: list[RetrievedPassage], opts: AskOptions
+        self, base: Answer, question: str, passages: list[RetrievedPassage], opts: AskOptions, urgent: str | None = None
     ) -> Generator[str, None, Answer]:
         llm = self._llm
         messages, passages, dropped = self._fit(llm, opts.prompt, question, passages)
@@ -204,9 +206,13 @@ class AnswerService:
                 llm = self._fallback()
                 base.model, base.backend = llm.info.name, llm.info.backend
                 text, ttft = yield from self._stream(llm, messages, opts.adapter, base)
+            if urgent:
+                # A model taught to put the urgent-care message first repeats what the rules already
+                # show at the top; only the guideline part is checked against the passages.
+                text = strip_escalation(text, urgent)
             if attempt == 0:
                 base.timings.ttft_s = ttft
-            if _declines(text) or _format_ok(text, len(passages)):
+            if declines(text) or format_ok(text, len(passages)):
                 break
             base.format_valid = False
             if attempt == 1:
@@ -215,9 +221,9 @@ class AnswerService:
             messages = [*messages, ChatMessage(role="assistant", content=text), ChatMessage(role="user", content=RETRY_REMINDER)]
             yield "\n\n"
         base.timings.generate_s = round(time.perf_counter() - t0, 3)
-        if _declines(text):
+        if declines(text):
             return self._refuse(base, "no_evidence", NO_EVIDENCE_MESSAGE, passages)
-        if not _format_ok(text, len(passages)):
+        if not format_ok(text, len(passages)):
             return self._refuse(base, "invalid_output", INVALID_OUTPUT_MESSAGE, passages)
         return _verified(base, _clean(text), passages)
 
@@ -282,11 +288,21 @@ def _clean(text: str) -> str:
     return re.sub(r"^\s*(answer|response)\s*:\s*", "", text.strip(), flags=re.IGNORECASE).strip()
 
 
-def _declines(text: str) -> bool:
+def strip_escalation(text: str, message: str) -> str:
+    """`text` without leading paragraphs that repeat the urgent-care `message` (near-verbatim)."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    while paragraphs and not _MARKER.search(paragraphs[0]) and (
+        difflib.SequenceMatcher(None, paragraphs[0].strip().lower(), message.strip().lower()).ratio() >= 0.8
+    ):
+        paragraphs.pop(0)
+    return "\n\n".join(paragraphs)
+
+
+def declines(text: str) -> bool:
     return NOT_IN_GUIDELINES.lower() in text.lower() and not _MARKER.search(text)
 
 
-def _format_ok(text: str, n_passages: int) -> bool:
+def format_ok(text: str, n_passages: int) -> bool:
     """At least one citation marker, and every marker points at a passage that was given."""
     markers = _MARKER.findall(text)
     if not markers or not _clean(text):

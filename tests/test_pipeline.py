@@ -9,7 +9,7 @@ import pytest
 from core.answers import Escalation
 from core.errors import LLMUnavailableError
 from core.llm import ChatMessage, FakeLLM, GenerationParams
-from core.pipeline import AnswerService, Turn, standalone_question
+from core.pipeline import AnswerService, Turn, standalone_question, strip_escalation
 from core.prompts import NOT_IN_GUIDELINES
 from core.safety import SafetyDecision
 from core.services import Services
@@ -157,6 +157,18 @@ def test_escalation_comes_first_even_without_evidence(fake_services: Services) -
     answer = _service(fake_services, FakeLLM("x [1]."), strict, safety=_RedFlag()).ask("crushing chest pain")
     assert answer.status == "escalated" and answer.escalation is not None
     assert answer.text.startswith("Call 999 now.")
+
+
+def test_urgent_message_repeated_by_the_model_is_not_checked_against_the_passages(fake_services: Services) -> None:
+    """An adapter taught to put the urgent-care text first repeats what the rules already show; only
+    the guideline part is verified, so the answer stays grounded and the message is shown once."""
+    sentence = _cite("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg")
+    llm = FakeLLM(lambda msgs: "Call 999 now!\n\n" + sentence(msgs))
+    answer = _service(fake_services, llm, safety=_RedFlag()).ask("Throat swelling, what dose of adrenaline?")
+    assert answer.status == "escalated" and answer.grounded, answer
+    assert answer.text.count("Call 999 now") == 1 and answer.text.startswith("Call 999 now.")
+    assert strip_escalation("Call 999 now.\n\nGive X [1].", "Call 999 now.") == "Give X [1]."
+    assert strip_escalation("Call the GP.\n\nGive X [1].", "Call 999 now.") == "Call the GP.\n\nGive X [1]."
 
 
 @pytest.mark.parametrize("reply", ["Give adrenaline [1-2].", "See [1, 2] and [2]."])

@@ -1,0 +1,218 @@
+"""Base vs base+adapter on an adapter's held-out validation split, for its model card.
+
+Each validation example is replayed exactly as it was laid out for training (system prompt, numbered
+passages, question) with the real model, greedy, once without and once with the adapter, and judged
+the way the pipeline judges a real answer:
+
+- format validity: the reply either declines (NOT IN GUIDELINES, no markers) or has at least one
+  citation marker and every marker names a passage that was given;
+- verified-citation rate (answerable examples): every sentence is supported by the passage it cites
+  (`core.citations.verify`, the same check the chat applies);
+- false refusals (answerable examples): the reply declines although the answer was in the passages;
+- refusal accuracy (examples whose passages do not answer): the reply declines;
+- escalation (red-flag examples): the reply starts with the urgent-care message (the pipeline shows
+  that message first anyway; this measures whether the model learnt it);
+- latency: seconds per reply, median and 95th percentile.
+
+    python -m core.adapters.evaluate NAME_OR_PATH [--limit N]    # writes the card's "evaluation"
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import re
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from core.adapters.dataset import TrainingExample, load_examples
+from core.citations import verify
+from core.errors import CQAError
+from core.llm import AdapterChoice, ChatMessage, GenerationParams, LLMBackend, default_params
+from core.pipeline import declines, format_ok, strip_escalation
+
+_PASSAGE = re.compile(r'^\[(\d+)\] (.*?) — (.*?)\n"""\n(.*?)\n"""', re.MULTILINE | re.DOTALL)
+
+
+class ExampleResult(BaseModel):
+    id: str
+    kind: str
+    output: str
+    format_valid: bool
+    declined: bool
+    verified: bool
+    escalated_first: bool
+    seconds: float
+
+
+class SideMetrics(BaseModel):
+    examples: int
+    format_validity: float
+    verified_citation_rate: float
+    false_refusal_rate: float
+    refusal_accuracy: float
+    escalation_first_rate: float
+    latency_p50_s: float
+    latency_p95_s: float
+
+
+def passages_of(example: TrainingExample) -> list[tuple[int, str]]:
+    """The numbered passages as the verifier sees them, read back from the user message."""
+    user = next(m["content"] for m in example.messages if m["role"] == "user")
+    return [(int(n), f"{title} › {where}\n{text}") for n, title, where, text in _PASSAGE.findall(user)]
+
+
+def _starts_with(text: str, message: str) -> bool:
+    head = text.strip()[: len(message) + 20]
+    return difflib.SequenceMatcher(None, head[: len(message)].lower(), message.lower()).ratio() >= 0.8
+
+
+def judge(example: TrainingExample, output: str, seconds: float) -> ExampleResult:
+    passages = passages_of(example)
+    escalation = example.target.split("\n\n")[0] if example.kind == "escalate" else None
+    body = strip_escalation(output, escalation) if escalation else output
+    declined = declines(body)
+    valid = declined or format_ok(body, len(passages))
+    verified = bool(valid and not declined and verify(body, passages).all_supported)
+    return ExampleResult(
+        id=example.id, kind=example.kind, output=output, format_valid=valid, declined=declined, verified=verified,
+        escalated_first=bool(escalation and _starts_with(output, escalation)), seconds=round(seconds, 3),
+    )
+
+
+def _rate(flags: list[bool]) -> float:
+    return round(sum(flags) / len(flags), 3) if flags else 0.0
+
+
+def summarise(results: list[ExampleResult]) -> SideMetrics:
+    answers = [r for r in results if r.kind == "answer"]
+    refusals = [r for r in results if r.kind == "refuse"]
+    red_flags = [r for r in results if r.kind == "escalate"]
+    times = sorted(r.seconds for r in results) or [0.0]
+    return SideMetrics(
+        examples=len(results),
+        format_validity=_rate([r.format_valid for r in answers + refusals]),
+        verified_citation_rate=_rate([r.verified for r in answers]),
+        false_refusal_rate=_rate([r.declined for r in answers]),
+        refusal_accuracy=_rate([r.declined for r in refusals]),
+        escalation_first_rate=_rate([r.escalated_first for r in red_flags]),
+        latency_p50_s=round(statistics.median(times), 3),
+        latency_p95_s=round(times[min(len(times) - 1, int(0.95 * len(times)))], 3),
+    )
+
+
+def run_side(
+    llm: LLMBackend, examples: list[TrainingExample], adapter: AdapterChoice | None, params: GenerationParams,
+    progress: Callable[[int, int], None] = lambda i, n: None, cancel: threading.Event | None = None,
+) -> list[ExampleResult]:
+    out = []
+    for i, example in enumerate(examples, 1):
+        if cancel is not None and cancel.is_set():
+            raise CQAError("Evaluation was cancelled.")
+        messages = [ChatMessage(role=m["role"], content=m["content"]) for m in example.messages[:-1]]  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        text = llm.complete(messages, params, adapter)
+        out.append(judge(example, text, time.perf_counter() - t0))
+        progress(i, len(examples))
+    return out
+
+
+def compare_on_validation(
+    llm: LLMBackend, examples: list[TrainingExample], adapter: AdapterChoice, params: GenerationParams,
+    progress: Callable[[str, int, int], None] = lambda side, i, n: None, cancel: threading.Event | None = None,
+) -> dict[str, Any]:
+    base = run_side(llm, examples, None, params, lambda i, n: progress("base", i, n), cancel)
+    adapted = run_side(llm, examples, adapter, params, lambda i, n: progress("adapter", i, n), cancel)
+    mb, ma = summarise(base), summarise(adapted)
+    return {
+        "examples": len(examples),
+        "counts": {k: sum(1 for e in examples if e.kind == k) for k in ("answer", "refuse", "escalate", "clarify")},
+        "base": mb.model_dump(), "adapter": ma.model_dump(),
+        "criteria": criteria(mb.model_dump(), ma.model_dump()),
+        "samples": [
+            {"question": e.question, "kind": e.kind, "base": b.output, "adapter": a.output}
+            for e, b, a in list(zip(examples, base, adapted, strict=True))[:6]
+        ],
+    }
+
+
+def criteria(base: dict[str, Any], adapter: dict[str, Any]) -> dict[str, bool]:
+    """The bar the shipped adapter must clear (issue 6)."""
+    return {
+        "beats_base_on_format_validity": adapter["format_validity"] > base["format_validity"],
+        "beats_base_on_verified_citations": adapter["verified_citation_rate"] > base["verified_citation_rate"],
+        "false_refusals_up_at_most_5_points": adapter["false_refusal_rate"] - base["false_refusal_rate"] <= 0.05,
+    }
+
+
+def evaluate_into_card(
+    adapter_path: Path, settings: Any, limit: int | None = None, progress: Callable[[Any], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Run the validation comparison and store it under the card's `evaluation.validation`."""
+    from core.adapters.train import TrainProgress
+    from core.llm.embedded import EmbeddedLlamaBackend
+
+    name = adapter_path.stem
+    card_path = adapter_path.with_suffix(".json")
+    dataset = adapter_path.with_name(f"{name}.dataset") / "validation.jsonl"
+    if not dataset.is_file():
+        raise CQAError(f"No validation split next to {adapter_path.name} (expected {dataset.name} in {name}.dataset/).")
+    examples = load_examples(dataset)[:limit]
+    llm = EmbeddedLlamaBackend(settings.llm)
+    params = default_params(settings.llm)
+    started = time.monotonic()
+
+    def tick(side: str, i: int, n: int) -> None:
+        if progress is not None:
+            progress(TrainProgress(phase="evaluate", step=i, total=n, elapsed_s=round(time.monotonic() - started, 1),
+                                   message=f"Validation, {side}: {i}/{n}"))
+
+    result = compare_on_validation(llm, examples, AdapterChoice(name=name, path=adapter_path), params, tick, cancel)
+    card: dict[str, Any] = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {"name": name}
+    card.setdefault("evaluation", {})["validation"] = result
+    tmp = card_path.with_name(card_path.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2), encoding="utf-8")
+    os.replace(tmp, card_path)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    parser = argparse.ArgumentParser(prog="python -m core.adapters.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("adapter", help="Adapter name (adapter folders) or .gguf path.")
+    parser.add_argument("--limit", type=int, help="Only the first N validation examples.")
+    args = parser.parse_args(argv)
+    from core.eval import resolve_adapter
+    from core.settings import Settings
+
+    try:
+        settings = Settings()
+        path = resolve_adapter(args.adapter, 1.0, settings).path
+        assert path is not None
+        result = evaluate_into_card(path, settings, args.limit,
+                                    progress=lambda p: print(p.message, end="\r", flush=True))
+    except CQAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    print()
+    rows = ["format_validity", "verified_citation_rate", "false_refusal_rate", "refusal_accuracy",
+            "escalation_first_rate", "latency_p50_s", "latency_p95_s"]
+    print(f"{'metric':26s} {'base':>8s} {'adapter':>8s}")
+    for r in rows:
+        print(f"{r:26s} {result['base'][r]:8.3f} {result['adapter'][r]:8.3f}")
+    print(json.dumps(result["criteria"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
