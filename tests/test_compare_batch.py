@@ -328,3 +328,29 @@ def test_shipped_red_flag_cases_match_the_escalation_rules() -> None:
     for case in load_cases(EVAL_SET):
         escalates = rules.check(case.question).escalation is not None
         assert escalates == (case.expect == "escalate"), f"{case.id}: {case.question!r}"
+
+
+def test_interrupted_cli_writes_and_summarises_the_finished_cases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import core.compare_batch as batch
+
+    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
+    monkeypatch.setenv("CQA_STORE__MODE", "memory")
+    monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+    real = batch.compare_case
+    calls: list[str] = []
+
+    def interrupted_on_the_second(case: EvalCase, a: Side, b: Side) -> BatchCase:
+        calls.append(case.id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(case, a, b)
+
+    monkeypatch.setattr(batch, "compare_case", interrupted_on_the_second)
+    out = tmp_path / "partial.jsonl"
+    assert batch.main([str(_write_cases(tmp_path / "cases.jsonl")), "--out", str(out)]) == 130
+    assert [BatchCase.model_validate_json(line).case.id for line in out.read_text().splitlines()] == ["dose"]
+    captured = capsys.readouterr()
+    assert "interrupted after 1 of 3 cases" in captured.err
+    assert any(line.split()[:3] == ["n", "1.000", "1.000"] for line in captured.out.splitlines())
