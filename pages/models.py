@@ -10,6 +10,7 @@ from core.adapters.registry import AdapterRegistry
 from core.errors import CQAError
 from core.models_info import ModelRow, adapter_table, local_model, model_table, ollama_models
 from core.settings import Settings
+from pages.adapter_training import training_section
 from pages.common import require_role
 
 require_role("admin")
@@ -109,3 +110,5 @@ if st.button("Upload adapter", key="md_upload"):
             st.error(f"{upload.name} was not added: {exc}")
         else:
             _flash("success", f"Added adapter {added.name!r} (rank {added.rank}, alpha {added.alpha}).")
+
+training_section(registry.upload_folder)

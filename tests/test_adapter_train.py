@@ -32,13 +32,18 @@ def base_gguf() -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def small_dataset() -> Dataset:
+def tiny_dataset() -> Dataset:
+    """Four training examples (3 answers, 1 refusal) and two validation ones from the demo corpus."""
     flags, clarifications = red_flags_from_rules(RuleSet.load(REPO / "data" / "rules"))
     full = build_dataset(demo_chunks(), HashingEmbedder().embed, red_flags=flags, clarifications=clarifications)
     train = [e for e in full.split("train") if e.kind == "answer"][:3] + [e for e in full.split("train") if e.kind == "refuse"][:1]
     val = full.split("validation")[:2]
     return Dataset(examples=train + val, report=full.report)
+
+
+@pytest.fixture(scope="module")
+def small_dataset() -> Dataset:
+    return tiny_dataset()
 
 
 def test_smoke_training_registers_an_adapter_that_changes_answers(

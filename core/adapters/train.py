@@ -304,17 +304,23 @@ def load_dataset_dir(folder: Path) -> Dataset:
     return Dataset(examples=examples, report=report)
 
 
-def build_library_dataset(settings: Any, seed: int = 0) -> Dataset:
-    """The dataset from the active documents of the library in `settings.data_dir`."""
+def build_dataset_from(svc: Any, seed: int = 0) -> Dataset:
+    """The dataset from the active documents of an open library (`core.services.Services`)."""
     from core.adapters.dataset import build_dataset, red_flags_from_rules
     from core.rules import load_rules
+
+    chunks = [c for d in svc.library.documents() if d.status == "active" for c in svc.library.chunks(d.doc_id)]
+    flags, clarifications = red_flags_from_rules(load_rules(svc.settings))
+    return build_dataset(chunks, svc.embedder.embed, red_flags=flags, clarifications=clarifications, seed=seed)
+
+
+def build_library_dataset(settings: Any, seed: int = 0) -> Dataset:
+    """The dataset from the library in `settings.data_dir` (opens it: the app must not be holding it)."""
     from core.services import build_services
 
     svc = build_services(settings)
     try:
-        chunks = [c for d in svc.library.documents() if d.status == "active" for c in svc.library.chunks(d.doc_id)]
-        flags, clarifications = red_flags_from_rules(load_rules(settings))
-        return build_dataset(chunks, svc.embedder.embed, red_flags=flags, clarifications=clarifications, seed=seed)
+        return build_dataset_from(svc, seed)
     finally:
         svc.close()
 
