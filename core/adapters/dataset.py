@@ -36,6 +36,10 @@ Kind = Literal["answer", "refuse", "escalate", "clarify"]
 Split = Literal["train", "validation"]
 
 MIN_TRAIN_EXAMPLES = 24
+# Share of answer questions that are also asked without their passage (target: the refusal). Kept
+# low: refusing is the easy way out for a small model, and a first adapter trained with a third of
+# refusals learnt to refuse almost everything (docs/training.md).
+REFUSAL_SHARE = 0.15
 MIN_DOCUMENTS = 2
 
 # Questions about things no demo-style guideline library covers: the model must decline them even
@@ -68,13 +72,30 @@ OFF_LIBRARY_QUESTIONS = (
     "What is the management of an ingrown toenail?",
 )
 
-_QUESTION_TEMPLATES = (
-    "What does the guideline say about {terms} in {topic}?",
-    "What is recommended for {topic} regarding {terms}?",
-    "In {topic}, what is advised about {terms}?",
-    "{Topic}: what should be done about {terms}?",
-    "According to our guidance on {topic}, what about {terms}?",
+_DOSE_TEMPLATES = (
+    "What dose of {drug} is recommended?",
+    "What is the {drug} dose in {condition}?",
+    "How much {drug} should be given for {condition}?",
+    "What dose of {drug} does the guideline give for {topic}?",
+    "{drug} dose?",
 )
+_TERM_TEMPLATES = (
+    "What does the guideline say about {terms} in {condition}?",
+    "What is recommended about {terms} for {topic}?",
+    "In {condition}, what should be done about {terms}?",
+    "What are the recommendations on {terms} ({topic})?",
+    "When it comes to {topic}, what about {terms}?",
+    "{condition}: {terms}?",
+)
+_TOPIC_TEMPLATES = (
+    "What does the {condition} guideline say about {topic}?",
+    "What is recommended for {topic} in {condition}?",
+)
+_DOSE = re.compile(r"\b\d+(?:\.\d+)?\s*(?:mg|micrograms?|mcg|g|ml|mL|units|mmol)\b")
+# Sections about the document rather than patient care: no clinical question is asked about them.
+_BOILERPLATE = re.compile(
+    r"\b(scope|summary|purpose|about this|document control|version|history|references?|disclaimer|"
+    r"demonstration|audit|authors?|review date|contents|glossary|abbreviations|introduction)\b", re.IGNORECASE)
 _DISCLAIMER = re.compile(r"fictional|question-answering application|decisions about patient care", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9-]+")
 _STOP = frozenset(
@@ -210,18 +231,28 @@ class _Builder:
         return good
 
     def question_for(self, chunk: StoredChunk, sentence: str) -> str:
-        topic = next((h for h in reversed(chunk.section) if h.strip() and h != chunk.title), chunk.title)
-        topic = re.sub(r"^\d+(\.\d+)*\.?\s*", "", topic).strip() or chunk.title
-        topic_words = {w.lower() for w in _WORD.findall(topic + " " + chunk.title)}
-        candidates = [w for w in dict.fromkeys(_WORD.findall(sentence))
-                      if w.lower() not in _STOP and w.lower() not in topic_words and len(w) > 2]
-        candidates.sort(key=lambda w: -self.idf.get(w.lower(), 0.0))
-        terms = candidates[: self.rng.choice((1, 2, 2, 3))]
-        if not terms:
-            terms = [chunk.title.lower()]
-        joined = terms[0] if len(terms) == 1 else ", ".join(terms[:-1]) + " and " + terms[-1]
-        template = self.rng.choice(_QUESTION_TEMPLATES)
-        return template.format(terms=joined, topic=topic.lower(), Topic=topic[:1].upper() + topic[1:])
+        """A clinician-style question whose answer is `sentence`: a dose question when the sentence
+        doses a drug, else a question on the section's topic with the sentence's key clinical terms."""
+        topic = _topic(chunk)
+        condition = _short_title(chunk.title)
+        drug = next((w for w in _WORD.findall(sentence) if _is_drug(w)), None)
+        if drug and _DOSE.search(sentence):
+            template = self.rng.choice(_DOSE_TEMPLATES)
+            return template.format(drug=drug.lower(), condition=condition, topic=topic)
+        terms = self.key_terms(sentence, topic + " " + chunk.title)
+        template = self.rng.choice(_TOPIC_TEMPLATES if not terms else _TERM_TEMPLATES)
+        return template.format(terms=_join(terms), topic=topic, condition=condition)
+
+    def key_terms(self, sentence: str, context: str) -> list[str]:
+        """Up to three clinically meaningful words of `sentence` not already in `context`, rarest first."""
+        seen = {w.lower() for w in _WORD.findall(context)}
+        words = [w for w in dict.fromkeys(_WORD.findall(sentence))
+                 if w.lower() not in _STOP and w.lower() not in seen and len(w) > 3
+                 and not (w.isupper() and not any(ch.isdigit() for ch in w) and len(w) > 4)]
+        words.sort(key=lambda w: (not _is_drug(w), -self.idf.get(w.lower(), 0.0)))
+        # Codes and abbreviations keep their case (PHQ-9, NEWS2, SpO2); other words are lower-cased.
+        return [w if any(ch.isdigit() for ch in w) or w.isupper() else w.lower()
+                for w in words[: self.rng.choice((1, 2, 2, 3))]]
 
     def layout(self, gold: StoredChunk | None, others: list[StoredChunk]) -> tuple[list[StoredChunk], int]:
         """Gold at a random position among the others; returns the passages and its number (0: none)."""
@@ -243,6 +274,9 @@ class _Builder:
     # -- examples -----------------------------------------------------------------------------
     def answer_examples(self, chunk: StoredChunk) -> list[tuple[Kind, str, list[StoredChunk], list[int], str]]:
         out: list[tuple[Kind, str, list[StoredChunk], list[int], str]] = []
+        if any(_BOILERPLATE.search(h) for h in chunk.section[1:] or chunk.section):
+            self.skipped["section about the document, not care"] += 1
+            return out
         for sentence in self.key_sentences(chunk)[:2]:
             question = self.question_for(chunk, sentence)
             others = self.nearest(question, self.max_passages, exclude={chunk.chunk_id})
@@ -258,7 +292,7 @@ class _Builder:
             if any(support_score(sentence, _verifier_text(passage_of(c))).passes() for c in far):
                 self.skipped["refusal would have been answerable"] += 1
                 continue
-            if self.rng.random() < 0.35:
+            if self.rng.random() < REFUSAL_SHARE:
                 out.append(("refuse", question, far, [], NOT_IN_GUIDELINES))
         return out
 
@@ -285,6 +319,32 @@ class _Builder:
 
     def clarify(self, item: Clarification) -> tuple[Kind, str, list[StoredChunk], list[int], str]:
         return ("clarify", item.message, self.nearest(item.message, self.max_passages), [], item.question)
+
+
+def _is_drug(word: str) -> bool:
+    from core.citations import _DRUG_SUFFIX, _DRUGS
+
+    w = word.lower()
+    return w in _DRUGS or bool(_DRUG_SUFFIX.search(w))
+
+
+def _topic(chunk: StoredChunk) -> str:
+    topic = next((h for h in reversed(chunk.section) if h.strip() and h != chunk.title), chunk.title)
+    topic = re.sub(r"^\d+(\.\d+)*\.?\s*", "", topic).strip() or chunk.title
+    return topic[:1].lower() + topic[1:] if not topic[:2].isupper() else topic
+
+
+def _short_title(title: str) -> str:
+    """'Emergency Treatment of Anaphylaxis in Adults' → 'anaphylaxis in adults' (what a clinician says)."""
+    head = re.split(r":| — | - ", title.strip())[0]
+    short = re.sub(r"^(?:the\s+)?(?:(?:emergency|acute|initial|clinical|primary care)\s+)*"
+                   r"(?:management|treatment|assessment|recognition|diagnosis|care|guideline)\s+(?:of|for|in)\s+",
+                   "", head, flags=re.IGNORECASE)
+    return " ".join(w if w.isupper() or any(ch.isdigit() for ch in w) else w.lower() for w in short.split())
+
+
+def _join(terms: list[str]) -> str:
+    return terms[0] if len(terms) == 1 else ", ".join(terms[:-1]) + " and " + terms[-1]
 
 
 def _cite(sentence: str, n: int) -> str:

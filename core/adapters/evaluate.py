@@ -8,7 +8,9 @@ the way the pipeline judges a real answer:
   citation marker and every marker names a passage that was given;
 - verified-citation rate (answerable examples): every sentence is supported by the passage it cites
   (`core.citations.verify`, the same check the chat applies);
-- false refusals (answerable examples): the reply declines although the answer was in the passages;
+- false refusals (answerable examples): the reply would reach the clinician as a refusal although the
+  answer was in the passages: it declines, or its format is invalid (the pipeline refuses those as
+  "could not be checked"); `declined_rate` counts explicit NOT IN GUIDELINES replies alone;
 - refusal accuracy (examples whose passages do not answer): the reply declines;
 - escalation (red-flag examples): the reply starts with the urgent-care message (the pipeline shows
   that message first anyway; this measures whether the model learnt it);
@@ -59,6 +61,7 @@ class SideMetrics(BaseModel):
     format_validity: float
     verified_citation_rate: float
     false_refusal_rate: float
+    declined_rate: float
     refusal_accuracy: float
     escalation_first_rate: float
     latency_p50_s: float
@@ -102,7 +105,8 @@ def summarise(results: list[ExampleResult]) -> SideMetrics:
         examples=len(results),
         format_validity=_rate([r.format_valid for r in answers + refusals]),
         verified_citation_rate=_rate([r.verified for r in answers]),
-        false_refusal_rate=_rate([r.declined for r in answers]),
+        false_refusal_rate=_rate([r.declined or not r.format_valid for r in answers]),
+        declined_rate=_rate([r.declined for r in answers]),
         refusal_accuracy=_rate([r.declined for r in refusals]),
         escalation_first_rate=_rate([r.escalated_first for r in red_flags]),
         latency_p50_s=round(statistics.median(times), 3),
@@ -154,6 +158,60 @@ def criteria(base: dict[str, Any], adapter: dict[str, Any]) -> dict[str, bool]:
     }
 
 
+def evaluate_on_cases(
+    adapter_path: Path, settings: Any, cases_path: Path, limit: int | None = None,
+    progress: Callable[[int, int], None] = lambda i, n: None,
+) -> dict[str, Any]:
+    """Base vs adapter through the whole pipeline (retrieval, safety rules, verification) on an
+    evaluation set (`core.eval` cases), retrieval shared by both sides (`core.compare_batch`)."""
+    import math
+
+    from core.compare import CompareConfig, build_side, config_service
+    from core.compare_batch import cases_frame, run_batch, summary_frame
+    from core.eval import load_cases
+    from core.prompt_store import prompt_store_for
+    from core.services import build_services
+
+    cases = load_cases(cases_path)[:limit]
+    services = build_services(settings)
+    try:
+        prompts = prompt_store_for(settings)
+        service = config_service(CompareConfig(), services)
+        base = build_side(CompareConfig(), service, prompts, settings)
+        adapted = build_side(CompareConfig(adapter=str(adapter_path)), service, prompts, settings)
+        run = run_batch(cases, base, adapted, progress=lambda done, total, _: progress(done, total))
+    finally:
+        services.close()
+    summary = summary_frame(run)
+    frame = cases_frame(run)
+    answerable = frame[frame["expect"] == "answer"]
+    sides: dict[str, dict[str, float | None]] = {}
+    for column, side, key in (("A", "a", "base"), ("B", "b", "adapter")):
+        values = {k: (None if isinstance(v, float) and math.isnan(v) else round(float(v), 3))
+                  for k, v in summary[column].items()}
+        values["grounded_answer_rate"] = round(float(answerable[f"{side}_grounded"].mean()), 3) if len(answerable) else None
+        sides[key] = values
+    b, a = sides["base"], sides["adapter"]
+    return {
+        "cases_file": cases_path.name, "cases": len(run.cases),
+        "counts": {k: int((frame["expect"] == k).sum()) for k in ("answer", "refuse", "escalate")},
+        "base": b, "adapter": a,
+        "criteria": {
+            "beats_base_on_format_validity": (a["format_valid_rate"] or 0) > (b["format_valid_rate"] or 0),
+            "beats_base_on_verified_citations": (a["grounded_answer_rate"] or 0) > (b["grounded_answer_rate"] or 0),
+            "false_refusals_up_at_most_5_points": (a["false_refusals"] or 0) - (b["false_refusals"] or 0) <= 0.05,
+        },
+    }
+
+
+def _write_card_section(card_path: Path, key: str, value: dict[str, Any]) -> None:
+    card: dict[str, Any] = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
+    card.setdefault("evaluation", {})[key] = value
+    tmp = card_path.with_name(card_path.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2), encoding="utf-8")
+    os.replace(tmp, card_path)
+
+
 def evaluate_into_card(
     adapter_path: Path, settings: Any, limit: int | None = None, progress: Callable[[Any], None] | None = None,
     cancel: threading.Event | None = None,
@@ -178,11 +236,7 @@ def evaluate_into_card(
                                    message=f"Validation, {side}: {i}/{n}"))
 
     result = compare_on_validation(llm, examples, AdapterChoice(name=name, path=adapter_path), params, tick, cancel)
-    card: dict[str, Any] = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {"name": name}
-    card.setdefault("evaluation", {})["validation"] = result
-    tmp = card_path.with_name(card_path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2), encoding="utf-8")
-    os.replace(tmp, card_path)
+    _write_card_section(card_path, "validation", result)
     return result
 
 
@@ -190,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = argparse.ArgumentParser(prog="python -m core.adapters.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("adapter", help="Adapter name (adapter folders) or .gguf path.")
-    parser.add_argument("--limit", type=int, help="Only the first N validation examples.")
+    parser.add_argument("--limit", type=int, help="Only the first N examples / cases.")
+    parser.add_argument("--cases", type=Path, help="Also run base vs adapter through the pipeline on these cases "
+                        "(e.g. data/eval/cases.jsonl); the library in CQA_DATA_DIR must be indexed.")
+    parser.add_argument("--skip-validation", action="store_true", help="Only the --cases evaluation.")
     args = parser.parse_args(argv)
     from core.eval import resolve_adapter
     from core.settings import Settings
@@ -199,19 +256,29 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
         path = resolve_adapter(args.adapter, 1.0, settings).path
         assert path is not None
-        result = evaluate_into_card(path, settings, args.limit,
-                                    progress=lambda p: print(p.message, end="\r", flush=True))
+        if not args.skip_validation:
+            result = evaluate_into_card(path, settings, args.limit,
+                                        progress=lambda p: print(p.message, end="\r", file=sys.stderr, flush=True))
+            _print_table("validation split", result)
+        if args.cases:
+            result = evaluate_on_cases(path, settings, args.cases, args.limit,
+                                       lambda i, n: print(f"case {i}/{n}", end="\r", file=sys.stderr, flush=True))
+            _write_card_section(path.with_suffix(".json"), "eval_set", result)
+            _print_table(f"evaluation set {args.cases.name}", result)
     except CQAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    print()
-    rows = ["format_validity", "verified_citation_rate", "false_refusal_rate", "refusal_accuracy",
-            "escalation_first_rate", "latency_p50_s", "latency_p95_s"]
-    print(f"{'metric':26s} {'base':>8s} {'adapter':>8s}")
-    for r in rows:
-        print(f"{r:26s} {result['base'][r]:8.3f} {result['adapter'][r]:8.3f}")
-    print(json.dumps(result["criteria"]))
     return 0
+
+
+def _print_table(title: str, result: dict[str, Any]) -> None:
+    print(f"\n{title}: {json.dumps(result.get('counts', {}))}")
+    print(f"{'metric':26s} {'base':>8s} {'adapter':>8s}")
+    for key, value in result["base"].items():
+        other = result["adapter"].get(key)
+        if isinstance(value, (int, float)) and isinstance(other, (int, float)):
+            print(f"{key:26s} {value:8.3f} {other:8.3f}")
+    print(json.dumps(result["criteria"]))
 
 
 if __name__ == "__main__":

@@ -176,13 +176,13 @@ def train_adapter(
 
     causal_lm: Any = model.base_model.model
 
-    def answer_loss(ids: list[int], labels: list[int]) -> Any:
+    def answer_loss(ids: list[int], labels: list[int], reduction: str = "mean") -> Any:
         """Cross-entropy on the answer tokens only; the vocabulary projection (49k outputs) is applied to
         those positions alone, not to the whole prompt."""
         start = next(i for i, label in enumerate(labels) if label != -100)
         hidden = causal_lm.model(input_ids=torch.tensor([ids])).last_hidden_state
         logits = causal_lm.lm_head(hidden[0, start - 1 : -1])
-        return torch.nn.functional.cross_entropy(logits.float(), torch.tensor(ids[start:]))
+        return torch.nn.functional.cross_entropy(logits.float(), torch.tensor(ids[start:]), reduction=reduction)
 
     def val_loss() -> float | None:
         if not val_encoded:
@@ -203,16 +203,21 @@ def train_adapter(
     step = 0
     while step < total:
         step += 1
-        batch_loss = 0.0
+        group = []
         for _ in range(config.grad_accum):
-            _check_cancel(cancel)
             if not order:
                 order = list(range(len(encoded)))
                 order_rng.shuffle(order)
-            ids, labels = encoded[order.pop()]
-            loss = answer_loss(ids, labels)
-            (loss / config.grad_accum).backward()
-            batch_loss += float(loss.detach()) / config.grad_accum
+            group.append(encoded[order.pop()])
+        # Every answer token weighs the same: averaging per example instead would give a 3-token
+        # refusal the weight of a 40-token cited answer, and the model learns to refuse.
+        tokens = sum(len(ids) - next(i for i, x in enumerate(labels) if x != -100) for ids, labels in group)
+        batch_loss = 0.0
+        for ids, labels in group:
+            _check_cancel(cancel)
+            loss = answer_loss(ids, labels, reduction="sum") / tokens
+            loss.backward()
+            batch_loss += float(loss.detach())
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         scheduler.step()
