@@ -11,6 +11,7 @@ import sys  # noqa: E402
 
 from core.answers import Answer  # noqa: E402
 from core.errors import CQAError  # noqa: E402
+from core.llm import AdapterChoice  # noqa: E402
 from core.pipeline import AskOptions  # noqa: E402
 from core.prompt_store import prompt_store_for  # noqa: E402
 from core.services import build_answer_service, build_services  # noqa: E402
@@ -33,11 +34,29 @@ def render(answer: Answer) -> str:
     return "\n".join(lines)
 
 
+def cli_adapter(name: str | None, scale: float, settings: Settings) -> AdapterChoice | None:
+    """An explicit adapter ('none' = base), else the default adapter when the embedded model is used
+    and the adapter exists."""
+    from core.eval import adapter_folders, resolve_adapter
+
+    if name is not None:
+        return None if name.lower() in ("none", "base", "") else resolve_adapter(name, scale, settings)
+    default = settings.llm.default_adapter
+    if settings.llm.backend != "embedded" or not default:
+        return None
+    if not any((folder / f"{default}.gguf").is_file() for folder in adapter_folders(settings)):
+        return None
+    return resolve_adapter(default, scale, settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.ask", description="Ask the guideline assistant.")
     parser.add_argument("question")
     parser.add_argument("--json", action="store_true", help="Print the Answer JSON.")
     parser.add_argument("--backend", choices=["embedded", "ollama"], help="Override CQA_LLM__BACKEND.")
+    parser.add_argument("--adapter", help="LoRA adapter name or .gguf path; 'none' for the base model "
+                        "(default with the embedded model: CQA_LLM__DEFAULT_ADAPTER, if present).")
+    parser.add_argument("--scale", type=float, default=1.0, help="Adapter scale 0-1.")
     args = parser.parse_args(argv)
     settings = Settings()
     if args.backend:
@@ -49,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     try:
         prompt = prompt_store_for(services.settings).active()
-        answer = build_answer_service(services).ask(args.question, options=AskOptions(prompt=prompt))
+        adapter = cli_adapter(args.adapter, args.scale, services.settings)
+        answer = build_answer_service(services).ask(args.question, options=AskOptions(prompt=prompt, adapter=adapter))
     except CQAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -27,6 +27,7 @@ from core.citations import SUPPORT_THRESHOLD, verify
 from core.errors import CQAError, LLMUnavailableError
 from core.llm import AdapterChoice, ChatMessage, GenerationParams, LLMBackend
 from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, RETRY_REMINDER, PromptTemplate, build_messages
+from core.relevance import unaddressed_terms
 from core.retrieval import Retriever
 from core.safety import NoSafetyRules, SafetyDecision, SafetyRules
 from core.schema import RetrievedPassage
@@ -329,6 +330,14 @@ def _verified(base: Answer, text: str, passages: list[RetrievedPassage]) -> Answ
     warnings = list(base.warnings)
     if not grounded:
         warnings.append("Not every sentence is supported by the passage it cites: read the sources before acting.")
+    else:
+        cited = [f"{p.title} {p.section_label}\n{p.text}" for p in passages if check.cited_ok.get(passages.index(p) + 1)]
+        missing = unaddressed_terms(base.standalone_question or base.question, text, cited)
+        if missing:
+            grounded = False
+            warnings.append(
+                f"The cited passages do not mention {', '.join(missing)}: this may not answer your question. "
+                "Read the sources before acting.")
     return base.model_copy(update={
         "text": text, "citations": citations, "sentences": check.sentences, "grounded": grounded, "warnings": warnings,
     })

@@ -56,6 +56,11 @@ class LLMSettings(BaseModel):
     allow_fallback: bool = Field(
         default=True, description="If Ollama is unreachable, answer with the embedded model (shown)."
     )
+    default_adapter: str | None = Field(
+        default="cqa-cite-v1",
+        description="LoRA adapter used by default with the embedded model (chat sidebar pre-selection, core.ask); "
+        "a registry name; empty = the base model. Ignored when the adapter is missing or the backend is Ollama.",
+    )
     max_answer_tokens: int = Field(default=320, description="Cap on generated tokens per answer.")
     seed: int = Field(default=42, description="Sampling seed.")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)

@@ -156,7 +156,9 @@ def adapter_picker(settings: Settings, llm: LLMBackend) -> AdapterChoice | None:
     error is shown (once per adapter and session) and the base model answers.
     """
     registry = AdapterRegistry.for_settings(settings)
-    name = st.selectbox("Adapter", [NO_ADAPTER, *registry.names()], key="chat_adapter",
+    options = [NO_ADAPTER, *registry.names()]
+    preset = settings.llm.default_adapter if llm.info.backend == "embedded" else None
+    name = st.selectbox("Adapter", options, index=options.index(preset) if preset in options else 0, key="chat_adapter",
                         help="A LoRA adapter changes how the model writes; admins manage them on the models page.")
     ollama = llm.info.backend == "ollama"
     scale = st.slider("Adapter scale", 0.0, 1.0, 1.0, 0.05, key="chat_adapter_scale", disabled=name == NO_ADAPTER or ollama,

@@ -57,7 +57,7 @@ def _ask(at: AppTest) -> dict[str, object]:
 def test_adapter_and_scale_are_used_and_shown_under_the_answer(fast_backends: None, cite_adapter: str) -> None:
     at = run_page_as(PAGE, "clinician")
     picker = at.selectbox(key="chat_adapter")
-    assert picker.options == ["(none)", "cite-v1"] and picker.value == "(none)"
+    assert picker.options[0] == "(none)" and "cite-v1" in picker.options and picker.value == "(none)"
     assert at.slider(key="chat_adapter_scale").value == 1.0
 
     picker.select("cite-v1").run()
@@ -117,3 +117,10 @@ def test_ollama_refusing_adapters_shows_its_error_and_the_tag_picker(
     answer = _ask(at)  # answered by the base model; the refusal is remembered, not retried
     assert answer["adapter"] is None and answer["model"] == "llama3.2:1b"
     assert len(server.requests_to("/api/create")) == creates
+
+
+def test_the_embedded_model_preselects_the_shipped_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CQA_LLM__BACKEND", "embedded")
+    at = run_page_as(PAGE, "clinician")
+    assert not at.exception, at.exception
+    assert at.selectbox(key="chat_adapter").value == "cqa-cite-v1"  # CQA_LLM__DEFAULT_ADAPTER

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tests.fake_ollama import FakeOllama
 
 PAGE = REPO / "pages" / "models.py"
+SHIPPED = sorted(p.stem for p in (REPO / "data" / "adapters").glob("*.gguf"))  # read-only, always listed
 StartServer = Callable[..., "FakeOllama"]
 pytestmark = pytest.mark.usefixtures("fast_backends")
 
@@ -72,16 +73,18 @@ def test_bundled_model_facts_and_an_uploaded_adapter_are_listed(
     assert models["parameters"] == ["134,515,008"] and models["file size"] == ["98.4 MB"]
     assert any("Chat template: SmolLM2" in e.label for e in at.expander)
     assert any("is not reachable" in c.value for c in at.caption)  # optional Ollama: a note, not an alarm
-    adapters = _table(at, "adapter")
-    assert adapters["adapter"] == ["cite-v1"] and adapters["rank"] == ["2"] and adapters["alpha"] == ["4"]
-    assert adapters["origin"] == ["uploaded"] and adapters["description"] == ["Teaches the citation format"]
+    table = _table(at, "adapter")
+    row = {k: v[table["adapter"].index("cite-v1")] for k, v in table.items()}
+    assert (row["rank"], row["alpha"], row["origin"]) == ("2", "4", "uploaded")
+    assert row["description"] == "Teaches the citation format"
+    assert set(table["adapter"]) == {"cite-v1", *SHIPPED}
     assert any(e.label == "cite-v1: model card" for e in at.expander)
 
 
 def test_upload_then_delete_through_the_page(monkeypatch: pytest.MonkeyPatch, closed_port_url: str, lora: bytes) -> None:
     _no_ollama(monkeypatch, closed_port_url)
     at = run_page_as(PAGE)
-    assert any("No adapters yet" in i.value for i in at.info)
+    assert _table(at, "adapter")["adapter"] == SHIPPED
 
     at.get("file_uploader")[0].set_value([("my-adapter.gguf", lora, "application/octet-stream")])
     at.text_area(key="md_description").input("Refusal style")
@@ -89,13 +92,13 @@ def test_upload_then_delete_through_the_page(monkeypatch: pytest.MonkeyPatch, cl
 
     assert not at.exception, at.exception
     assert any("Added adapter 'my-adapter' (rank 2" in s.value for s in at.success)
-    assert _table(at, "adapter")["adapter"] == ["my-adapter"]
+    assert set(_table(at, "adapter")["adapter"]) == {"my-adapter", *SHIPPED}
 
     at.checkbox(key="md_confirm_my-adapter").check().run()
     at.button(key="md_delete_my-adapter").click().run()
 
     assert any("Deleted adapter 'my-adapter'" in s.value for s in at.success)
-    assert AdapterRegistry.for_settings(Settings()).names() == []
+    assert AdapterRegistry.for_settings(Settings()).names() == SHIPPED
 
 
 def test_a_bad_upload_shows_the_validation_error(monkeypatch: pytest.MonkeyPatch, closed_port_url: str) -> None:
@@ -110,7 +113,7 @@ def test_a_bad_upload_shows_the_validation_error(monkeypatch: pytest.MonkeyPatch
 
     assert not at.exception, at.exception
     assert any("model.gguf was not added: broken.gguf is not a readable GGUF file" in e.value for e in at.error)
-    assert AdapterRegistry.for_settings(Settings()).names() == []
+    assert AdapterRegistry.for_settings(Settings()).names() == SHIPPED
 
 
 def test_unreachable_ollama_backend_is_a_warning_not_a_traceback(

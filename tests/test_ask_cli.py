@@ -61,3 +61,21 @@ def test_ask_with_ollama_down_says_so_without_traceback(library_env: dict[str, s
     assert done.returncode == 0, done.stderr
     assert "[refused]" in done.stdout and "127.0.0.1:9" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_default_adapter_applies_to_the_embedded_model_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.ask import cli_adapter
+    from core.errors import CQAError
+    from core.settings import Settings
+
+    monkeypatch.setenv("CQA_LLM__BACKEND", "embedded")
+    settings = Settings()
+    chosen = cli_adapter(None, 0.5, settings)
+    assert chosen is not None and chosen.name == "cqa-cite-v1" and chosen.scale == 0.5
+    assert cli_adapter("none", 1.0, settings) is None
+    with pytest.raises(CQAError, match="No adapter 'ghost'"):
+        cli_adapter("ghost", 1.0, settings)
+    assert cli_adapter(None, 1.0, settings.model_copy(update={"llm": settings.llm.model_copy(
+        update={"backend": "ollama"})})) is None
+    assert cli_adapter(None, 1.0, settings.model_copy(update={"llm": settings.llm.model_copy(
+        update={"default_adapter": "deleted-one"})})) is None

@@ -99,7 +99,7 @@ def test_prompt_versions_resolve_by_label_or_number(tmp_path: Path) -> None:
 
 def test_adapters_resolve_from_the_adapter_folders(settings: Settings) -> None:
     store = PromptStore(f"sqlite:///{settings.data_dir / 'prompts.sqlite'}")
-    with pytest.raises(CompareConfigError, match="No adapter 'cite'; available: none yet"):
+    with pytest.raises(CompareConfigError, match="No adapter 'cite'; available: cqa-cite-v1"):
         config_options(CompareConfig(adapter="cite"), settings, store)
     (settings.data_dir / "adapters").mkdir(parents=True)
     (settings.data_dir / "adapters" / "cite.gguf").write_bytes(b"GGUF")
@@ -280,7 +280,7 @@ def test_cli_writes_per_case_results_and_prints_the_summary(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--a", "adapter=nice"], "No adapter 'nice'; available: none yet."),
+    (["--a", "adapter=nice"], "No adapter 'nice'; available: cqa-cite-v1."),
     (["--b", "prompt=v9"], "no prompt version 'v9'; available: builtin-1"),
     (["--a", "colour=red"], "'colour=red' in configuration 'colour=red' is not key=value"),
 ])

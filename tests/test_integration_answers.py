@@ -68,3 +68,30 @@ def test_answerable_questions_are_grounded_in_the_right_guideline_or_refused(
     with capsys.disabled():
         print(f"\n[real model] {len(ANSWERABLE)} answerable: grounded={grounded} refused={refused} "
               f"unverified={len(ANSWERABLE) - grounded - refused}")
+
+
+def test_with_the_shipped_adapter_answers_are_grounded_in_the_right_guideline_and_page(
+    pipeline: tuple[Services, AnswerService], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped LoRA adapter (data/adapters, trained by core.adapters.train) teaches the citation
+    format: grounded answers appear, each citing the guideline (and page, for PDFs) the question is about."""
+    from core.eval import resolve_adapter
+    from core.pipeline import AskOptions
+
+    options = AskOptions(adapter=resolve_adapter("cqa-cite-v1", 1.0, Settings()))
+    grounded = 0
+    for q in ANSWERABLE:
+        answer = pipeline[1].ask(q["question"], options=options)
+        assert answer.adapter is not None and answer.adapter.name == "cqa-cite-v1"
+        assert answer.status in ("answered", "refused"), answer
+        if answer.status == "answered" and answer.grounded:
+            grounded += 1
+            expected = {(s["file"], s.get("page")) for s in q["sources"]}
+            cited = {(c.document, c.page) for c in answer.citations if c.verified}
+            assert {f for f, _ in cited} & {f for f, _ in expected}, (q["id"], cited, expected)
+            pages = {p for f, p in expected if p is not None}
+            if pages:
+                assert {p for _, p in cited} & pages, (q["id"], cited, expected)
+    with capsys.disabled():
+        print(f"\n[real model + cqa-cite-v1] {len(ANSWERABLE)} answerable: grounded={grounded}")
+    assert grounded >= 1  # the base model: 0 (test above); rates on the full eval set are in the model card

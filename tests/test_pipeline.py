@@ -164,7 +164,7 @@ def test_urgent_message_repeated_by_the_model_is_not_checked_against_the_passage
     the guideline part is verified, so the answer stays grounded and the message is shown once."""
     sentence = _cite("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg")
     llm = FakeLLM(lambda msgs: "Call 999 now!\n\n" + sentence(msgs))
-    answer = _service(fake_services, llm, safety=_RedFlag()).ask("Throat swelling, what dose of adrenaline?")
+    answer = _service(fake_services, llm, safety=_RedFlag()).ask("Anaphylaxis with throat swelling, what dose of adrenaline?")
     assert answer.status == "escalated" and answer.grounded, answer
     assert answer.text.count("Call 999 now") == 1 and answer.text.startswith("Call 999 now.")
     assert strip_escalation("Call 999 now.\n\nGive X [1].", "Call 999 now.") == "Give X [1]."
