@@ -37,6 +37,12 @@ NO_EVIDENCE_MESSAGE = (
     "This is not covered by your organisation's guidelines in the library, so no answer is given. "
     "The closest sections are listed below; check them, or consult a senior colleague or specialist."
 )
+# The passages passed the evidence gate but the model found no answer in them: the guidelines may
+# well cover it (a small model declines answerable questions), so do not say they do not.
+MODEL_DECLINED_MESSAGE = (
+    "No answer could be drafted from the guideline passages found, so none is given. They may still "
+    "cover your question: read the closest sections below, or consult a senior colleague or specialist."
+)
 INVALID_OUTPUT_MESSAGE = (
     "The model's answer could not be checked against the guidelines, so it is not shown. "
     "Read the most relevant guideline sections below."
@@ -223,7 +229,7 @@ class AnswerService:
             yield "\n\n"
         base.timings.generate_s = round(time.perf_counter() - t0, 3)
         if declines(text):
-            return self._refuse(base, "no_evidence", NO_EVIDENCE_MESSAGE, passages)
+            return self._refuse(base, "no_evidence", MODEL_DECLINED_MESSAGE, passages)
         if not format_ok(text, len(passages)):
             return self._refuse(base, "invalid_output", INVALID_OUTPUT_MESSAGE, passages)
         return _verified(base, _clean(text), passages)

@@ -103,6 +103,9 @@ def test_invalid_twice_is_a_safe_failure_with_nearest_sections(fake_services: Se
 def test_model_declining_is_a_no_evidence_refusal(fake_services: Services) -> None:
     answer = _service(fake_services, FakeLLM(NOT_IN_GUIDELINES)).ask("Adrenaline dose in a 6 year old?")
     assert answer.status == "refused" and answer.refusal and answer.refusal.reason == "no_evidence"
+    # The passages passed the gate: the clinician is not told the guidelines do not cover it.
+    assert "may still cover your question" in answer.text and "not covered" not in answer.text
+    assert answer.nearest
 
 
 def test_evidence_gate_refuses_without_calling_the_model(fake_services: Services) -> None:
