@@ -337,7 +337,7 @@ def _verified(base: Answer, text: str, passages: list[RetrievedPassage]) -> Answ
     if not grounded:
         warnings.append("Not every sentence is supported by the passage it cites: read the sources before acting.")
     else:
-        cited = [f"{p.title} {p.section_label}\n{p.text}" for p in passages if check.cited_ok.get(passages.index(p) + 1)]
+        cited = [f"{p.title} {p.section_label}\n{p.text}" for n, p in enumerate(passages, 1) if check.cited_ok.get(n)]
         missing = unaddressed_terms(base.standalone_question or base.question, text, cited)
         if missing:
             grounded = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -66,6 +67,15 @@ def fast_backends(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
     monkeypatch.setenv("CQA_STORE__MODE", "memory")
     monkeypatch.setenv("CQA_LLM__BACKEND", "fake")
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A local URL nothing listens on (an unreachable Ollama)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 def run_page_as(page: Path, role: str = "admin") -> AppTest:

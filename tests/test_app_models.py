@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,14 +25,6 @@ PAGE = REPO / "pages" / "models.py"
 SHIPPED = sorted(p.stem for p in (REPO / "data" / "adapters").glob("*.gguf"))  # read-only, always listed
 StartServer = Callable[..., "FakeOllama"]
 pytestmark = pytest.mark.usefixtures("fast_backends")
-
-
-@pytest.fixture
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -34,6 +34,11 @@ def quote_first_passage(messages: list[ChatMessage]) -> str:
 
 @pytest.fixture
 def app(tmp_path: Path, fake_ollama_server: Callable[..., FakeOllama]) -> Iterator[RunningApp]:
+    yield from start_quoting_app(tmp_path, fake_ollama_server)
+
+
+def start_quoting_app(tmp_path: Path, fake_ollama_server: Callable[..., FakeOllama]) -> Iterator[RunningApp]:
+    """The app on the anaphylaxis guideline, answering through an Ollama API that quotes passage [1]."""
     server = fake_ollama_server(backend=FakeLLM(quote_first_passage))
     corpus = tmp_path / "corpus"
     corpus.mkdir()

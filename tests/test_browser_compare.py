@@ -7,29 +7,21 @@ test_browser_chat.py), so both sides answer quickly and deterministically.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from core.llm import FakeLLM
-from tests.browser import RunningApp, click_until, login, start_app, wait_idle
-from tests.conftest import CORPUS
+from tests.browser import RunningApp, click_until, login, wait_idle
 from tests.fake_ollama import FakeOllama
-from tests.test_browser_chat import quote_first_passage
+from tests.test_browser_chat import start_quoting_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
 @pytest.fixture
 def app(tmp_path: Path, fake_ollama_server: Callable[..., FakeOllama]) -> Iterator[RunningApp]:
-    server = fake_ollama_server(backend=FakeLLM(quote_first_passage))
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copy(CORPUS / "anaphylaxis.md", corpus)
-    env = {"CQA_LLM__BACKEND": "ollama", "CQA_OLLAMA_HOST": server.url, "CQA_LLM__ALLOW_FALLBACK": "false"}
-    yield from start_app(tmp_path / "var", corpus, env)
+    yield from start_quoting_app(tmp_path, fake_ollama_server)
 
 
 def test_side_by_side_comparison_shows_both_columns(app: RunningApp, browser_page: object, test_output: Path) -> None:

@@ -37,14 +37,6 @@ def backend_for(url: str, **overrides: object) -> OllamaBackend:
 
 
 @pytest.fixture
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture
 def silent_server_url() -> Iterator[str]:
     """Accepts connections and never answers: a hung Ollama."""
     with socket.socket() as sock:

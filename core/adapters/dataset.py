@@ -206,7 +206,8 @@ class _Builder:
         self.idf = {w: math.log(len(self.chunks) / n) for w, n in docs.items()}
 
     # -- pieces -------------------------------------------------------------------------------
-    def nearest(self, text: str, k: int, exclude_docs: set[str] = frozenset(), exclude: set[str] = frozenset()) -> list[StoredChunk]:  # type: ignore[assignment]
+    def nearest(self, text: str, k: int, exclude_docs: frozenset[str] | set[str] = frozenset(),
+                exclude: frozenset[str] | set[str] = frozenset()) -> list[StoredChunk]:
         q = np.asarray(self.embed([text])[0], dtype=np.float32)
         order = np.argsort(-(self.vectors @ (q / max(float(np.linalg.norm(q)), 1e-9))), kind="stable")
         out = []
