@@ -390,7 +390,7 @@ _LABELS: dict[Measure, str] = {
     "heart_rate": r"heart\s*rate|heart\s*beat|hr|pulse\s+rate|pulse|tachycardic|tachy|bradycardic|brady",
     "respiratory_rate": r"rr|resp(?:iratory)?\.?\s*rate|resps|respirations|breathing\s+rate|resp|tachypn(?:o|e|oe)ic",
     "blood_pressure": r"blood\s*pressure|bp|b/p|nibp|systolic(?:\s+bp|\s+blood\s+pressure)?|sbp",
-    "temperature": r"temperature|temps?|tmax|t\s*max|fever|febrile|pyrexi(?:al|a)|tympanic|axillary|spiking|spiked|hypothermic",
+    "temperature": r"temperature|temps?|tmax|t\s*max|t|fever|febrile|pyrexi(?:al|a)|tympanic|axillary|spiking|spiked|hypothermic",
     "glucose": r"blood\s+glucose|blood\s+sugars?|glucose|sugars?|bms?|b\.m\.|cbg|bg|bsl|bgl|capillary\s+glucose|"
                r"finger\s*prick|finger\s*stick|glucometer",
     "ketones": r"(?<!urine )(?<!urinary )(?:blood\s+|capillary\s+|serum\s+)?ketones?|bhb|beta[\s-]?hydroxybutyrate",
@@ -416,7 +416,7 @@ _NOT_A_VITAL_UNIT = re.compile(
     r"^\s*(?:mg\b(?!\s*/)|mcg|µg|micrograms?|g\b|grams?|kg|ml|mls|l\b|litres?|liters?|lpm|units?|iu\b|tabs?\b|tablets?|"
     r"puffs?|doses?|mins?\b|minutes?|secs?\b|seconds?|hrs?\b|hours?|days?|weeks?|wks?\b|months?|mths?|years?|yrs?\b|yo\b|"
     r"y/o|am\b|pm\b|o'?clock|times\b|x\b|people|patients|episodes|kids|children|steps|cm\b|mm\b(?!ol)|feet|ft\b|miles?|km\b|"
-    r"th\b|st\b|nd\b|rd\b)",
+    r"th\b|st\b|nd\b|rd\b|spoons?|teaspoons?|tsp|cubes?|lumps?|sachets?|packets?|cups?|slices?|biscuits?|sweets?|drinks?|cans?)",
     re.IGNORECASE,
 )
 _VALUE: dict[Measure, str] = {
@@ -544,8 +544,15 @@ def _raw_from(measure: Measure, m: re.Match[str], message: str) -> _Raw | None:
         return _Raw(measure, m, None, None, meter=g["meter"].upper(), role=role)
     if g.get("v1") is None:
         return None
+    if measure == "spo2" and g["label"].lower() in ("oxygen", "o2") and _fio2(message, m, _num(g["v1"])):
+        return None
     v2 = _num(g["v2"]) if g.get("v2") else None
     return _Raw(measure, m, _num(g["v1"]), unit, value2=v2, role=role)
+
+
+def _fio2(message: str, m: re.Match[str], value: float) -> bool:
+    """'on oxygen 40%', 'O2 28%' are inspired oxygen, not saturation; nobody types a saturation that low as 'oxygen'."""
+    return value < 70 or re.search(r"\b(on|at|via|with)\s*$", message[max(0, m.start() - 6): m.start()], re.IGNORECASE) is not None
 
 
 def _scan_bare(message: str, taken: list[tuple[int, int]]) -> Iterator[_Raw]:

@@ -127,6 +127,7 @@ FORMATS = [
     ("102.4F", "temperature", 39.1, "102.4F"),
     ("temp 101", "temperature", 38.3, "temp 101"),
     ("temp 38,5", "temperature", 38.5, "temp 38,5"),
+    ("obs: T 38.9", "temperature", 38.9, "T 38.9"),
     ("glucose 29", "glucose", 29, "glucose 29"),
     ("sugar is 1.9", "glucose", 1.9, "sugar is 1.9"),
     ("BM 2.1", "glucose", 2.1, "BM 2.1"),
@@ -196,11 +197,18 @@ def test_ranges_give_both_ends(thresholds: VitalThresholds) -> None:
         "he is 80 kg",
         "72F with a cough",
         "HbA1c 58",
+        "sugar 2 spoons in tea",
     ],
 )
 def test_no_false_hits(message: str, thresholds: VitalThresholds) -> None:
     report = read(message, thresholds)
     assert report.findings == [] and report.level is None
+
+
+@pytest.mark.parametrize("message", ["O2 28% via venturi", "on oxygen 40%", "oxygen at 60%"])
+def test_inspired_oxygen_is_not_a_saturation(message: str, thresholds: VitalThresholds) -> None:
+    report = read(message, thresholds)
+    assert not [f for f in report.findings if f.measure == "spo2"] and report.level is None
 
 
 @pytest.mark.parametrize(
