@@ -472,7 +472,7 @@ _AGE_PATTERNS: list[re.Pattern[str]] = [
     # "patient is 45," / "she's 3 and": a bare number after a person, ended by punctuation or a joining word.
     re.compile(
         r"\b(?:patient|pt|he|she|man|woman|lady|gentleman|husband|wife|partner|dad|mum|mom|father|mother|son|daughter|"
-        r"child|boy|girl)\s*(?:is|'s|’s|aged)\s+(?:only\s+|just\s+)?(?P<n>\d{1,3})(?=\s*(?:[,.;)]|$|\s+(?:and|with|who|has|but)\b))",
+        r"child|boy|girl)\s*(?:is|'s|’s|aged)\s+(?:only\s+|just\s+)?(?P<n>\d{1,3})(?![.,]\d)(?=\s*(?:[,.;)]|$|\s+(?:and|with|who|has|but)\b))",
         re.IGNORECASE,
     ),
     # "72F", "72 M", "72f"; lower-case m only at the start ("30m" elsewhere is minutes or metres).

@@ -283,7 +283,7 @@ def test_age(message: str, years: float, thresholds: VitalThresholds) -> None:
     assert read(message, thresholds).age_years == pytest.approx(years, abs=1e-3)
 
 
-@pytest.mark.parametrize("message", ["for 2 weeks", "he is 2 weeks post-op", "after a 30m walk", "twice in 3 months"])
+@pytest.mark.parametrize("message", ["she is 37.0", "for 2 weeks", "he is 2 weeks post-op", "after a 30m walk", "twice in 3 months"])
 def test_durations_are_not_ages(message: str, thresholds: VitalThresholds) -> None:
     assert read(message, thresholds).age_years is None
 
@@ -415,6 +415,7 @@ def test_news2_consciousness_and_oxygen(thresholds: VitalThresholds) -> None:
     assert read("GCS 15", thresholds).news2 == 0
     assert read("sats 96% on 2L", thresholds).news2 == 2
     assert read("sats 96% on air", thresholds).news2 == 0
+    assert (read("sats 95% room air", thresholds).news2_parameters, read("sats 95% RA", thresholds).news2_parameters) == (2, 2)
 
 
 @pytest.mark.parametrize(
