@@ -387,10 +387,11 @@ _TARGET_WORDS = re.compile(r"\b(target|targets|goal|aim|aiming|keep|maintain|tit
 _LABELS: dict[Measure, str] = {
     "spo2": r"spo2|sp02|sao2|o2\s*sat(?:uration)?s?|oxygen\s*sat(?:uration)?s?|oxygen\s+levels?|o2\s+levels?|"
             r"pulse\s*ox(?:imetry|imeter)?|sats?|saturations?|saturating|satting|sating|oxygen|o2",
-    "heart_rate": r"heart\s*rate|heart\s*beat|hr|pulse\s+rate|pulse|tachycardic|tachy|bradycardic|brady",
+    # "2 hr 30" is a duration; "T" is a temperature only in capitals ("don't 38" is not).
+    "heart_rate": r"heart\s*rate|heart\s*beat|(?<!\d\s)(?<!\d)hr|pulse\s+rate|pulse|tachycardic|tachy|bradycardic|brady",
     "respiratory_rate": r"rr|resp(?:iratory)?\.?\s*rate|resps|respirations|breathing\s+rate|resp|tachypn(?:o|e|oe)ic",
     "blood_pressure": r"blood\s*pressure|bp|b/p|nibp|systolic(?:\s+bp|\s+blood\s+pressure)?|sbp",
-    "temperature": r"temperature|temps?|tmax|t\s*max|t|fever|febrile|pyrexi(?:al|a)|tympanic|axillary|spiking|spiked|hypothermic",
+    "temperature": r"temperature|temps?|tmax|t\s*max|(?-i:T)|fever|febrile|pyrexi(?:al|a)|tympanic|axillary|spiking|spiked|hypothermic",
     "glucose": r"blood\s+glucose|blood\s+sugars?|glucose|sugars?|bms?|b\.m\.|cbg|bg|bsl|bgl|capillary\s+glucose|"
                r"finger\s*prick|finger\s*stick|glucometer",
     "ketones": r"(?<!urine )(?<!urinary )(?:blood\s+|capillary\s+|serum\s+)?ketones?|bhb|beta[\s-]?hydroxybutyrate",
@@ -416,7 +417,7 @@ _NOT_A_VITAL_UNIT = re.compile(
     r"^\s*(?:mg\b(?!\s*/)|mcg|µg|micrograms?|g\b|grams?|kg|ml|mls|l\b|litres?|liters?|lpm|units?|iu\b|tabs?\b|tablets?|"
     r"puffs?|doses?|mins?\b|minutes?|secs?\b|seconds?|hrs?\b|hours?|days?|weeks?|wks?\b|months?|mths?|years?|yrs?\b|yo\b|"
     r"y/o|am\b|pm\b|o'?clock|times\b|x\b|people|patients|episodes|kids|children|steps|cm\b|mm\b(?!ol)|feet|ft\b|miles?|km\b|"
-    r"th\b|st\b|nd\b|rd\b|spoons?|teaspoons?|tsp|cubes?|lumps?|sachets?|packets?|cups?|slices?|biscuits?|sweets?|drinks?|cans?)",
+    r"th\b|st\b|nd\b|rd\b|degrees?|deg\b|°|spoons?|teaspoons?|tsp|cubes?|lumps?|sachets?|packets?|cups?|slices?|biscuits?|sweets?|drinks?|cans?)",
     re.IGNORECASE,
 )
 _VALUE: dict[Measure, str] = {
@@ -443,6 +444,8 @@ _LOOSE: list[tuple[Measure, re.Pattern[str], bool]] = [
     (m, _labelled(m, _LABELS[m], _LOOSE_GAP), False) for m in _ORDER
 ]
 _DIGIT = re.compile(r"\d")
+_DATE_OR_TIME_REST = re.compile(r"\s*[/:]\s*\d|[.,]\d")
+_FIO2_BEFORE = re.compile(r"\b(on|at|via|with)\s*$", re.IGNORECASE)
 
 _BARE: list[tuple[Measure, re.Pattern[str]]] = [
     ("gcs", re.compile(r"(?<![\w])e(?P<e>[1-4])\s*v(?P<v>[1-5])\s*m(?P<m>[1-6])(?![\w])", re.IGNORECASE)),
@@ -491,7 +494,6 @@ class _Raw:
     value2: float | None = None
     meter: str | None = None
     role: Literal["reading", "target"] = "reading"
-    labelled: bool = True
 
 
 def _num(text: str) -> float:
@@ -503,7 +505,8 @@ def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
 
 
 def _is_target(message: str, m: re.Match[str]) -> bool:
-    clause_start = max(message.rfind(c, 0, m.start()) for c in ".;!?\n")
+    # Same clause only: "target sats 88-92%, his sats are 85%" has one target and one reading.
+    clause_start = max(message.rfind(c, 0, m.start()) for c in ".,;!?\n")
     before = message[max(clause_start + 1, m.start() - 30): m.start()]
     return bool(_TARGET_WORDS.search(before) or _TARGET_WORDS.search(m.groupdict().get("gap") or ""))
 
@@ -511,7 +514,7 @@ def _is_target(message: str, m: re.Match[str]) -> bool:
 def _after_ok(message: str, m: re.Match[str], has_unit: bool) -> bool:
     """Not a date ("12/03/2024"), a time ("20:30"), a dose ("300 mg") or a duration ("2 weeks")."""
     rest = message[m.end():]
-    if re.match(r"\s*[/:]\s*\d", rest) or re.match(r"[.,]\d", rest):
+    if _DATE_OR_TIME_REST.match(rest):
         return False
     return has_unit or not _NOT_A_VITAL_UNIT.match(rest)
 
@@ -552,7 +555,7 @@ def _raw_from(measure: Measure, m: re.Match[str], message: str) -> _Raw | None:
 
 def _fio2(message: str, m: re.Match[str], value: float) -> bool:
     """'on oxygen 40%', 'O2 28%' are inspired oxygen, not saturation; nobody types a saturation that low as 'oxygen'."""
-    return value < 70 or re.search(r"\b(on|at|via|with)\s*$", message[max(0, m.start() - 6): m.start()], re.IGNORECASE) is not None
+    return value < 70 or _FIO2_BEFORE.search(message[max(0, m.start() - 6): m.start()]) is not None
 
 
 def _scan_bare(message: str, taken: list[tuple[int, int]]) -> Iterator[_Raw]:
@@ -563,9 +566,9 @@ def _scan_bare(message: str, taken: list[tuple[int, int]]) -> Iterator[_Raw]:
             role: Literal["reading", "target"] = "target" if _is_target(message, m) else "reading"
             if measure == "gcs":
                 taken.append(m.span())
-                yield _Raw(measure, m, float(int(m["e"]) + int(m["v"]) + int(m["m"])), None, role=role, labelled=False)
+                yield _Raw(measure, m, float(int(m["e"]) + int(m["v"]) + int(m["m"])), None, role=role)
                 continue
-            raw = _Raw(measure, m, _num(m.group("v1")), m.group("unit"), labelled=False, role=role)
+            raw = _Raw(measure, m, _num(m.group("v1")), m.group("unit"), role=role)
             if measure == "blood_pressure":
                 raw.value2 = _num(m.group("v2"))
                 # A bare "x/y" is a pressure only if it looks like one (not "24/7", "1/2", "GCS 14/15").
@@ -645,7 +648,8 @@ def _read_age(message: str, thresholds: VitalThresholds, c: _Compiled, taken: li
     words = c.age_words
     w = words.search(message) if words is not None else None
     if w is not None:
-        key = next(k for k in thresholds.age_words if re.fullmatch(re.escape(k).replace(r"\ ", r"\s*"), w.group(1), re.IGNORECASE))
+        word = "".join(w.group(1).split()).lower()
+        key = next(k for k in thresholds.age_words if k.replace(" ", "").lower() == word)
         low, high = thresholds.age_words[key]
         return _Age(None, w.group(0), low, high, w.span())
     return _UNKNOWN_AGE
@@ -905,6 +909,10 @@ def read_vitals(message: str, thresholds: VitalThresholds) -> VitalsReport:
             else:
                 rejected.append(item)
 
+    if question_only and _TARGET_WORDS.search(message):
+        # "What BP target for over-80s, 150/90?": in a question about a target every number is one.
+        for f in findings:
+            f.role = "target"
     fired = _apply_rules(findings, age, thresholds, c)
     news2, n_params, news2_findings = _apply_news2(findings, age, thresholds)
     combos = _apply_combinations(message, findings, fired, age, thresholds, c)
@@ -951,7 +959,7 @@ def _to_findings(raw: _Raw, thresholds: VitalThresholds) -> list[VitalFinding | 
     out: list[VitalFinding | RejectedValue] = []
     for v in values:
         one = _Raw(raw.measure, m, v, raw.unit, raw.value2 if raw.measure in ("blood_pressure", "consciousness", "oxygen") else None,
-                   raw.meter, raw.role, raw.labelled)
+                   raw.meter, raw.role)
         result = _normalise(one, thresholds)
         if isinstance(result, str):
             out.append(RejectedValue(measure=raw.measure, text=text, start=start, end=end, note=result))

@@ -198,6 +198,9 @@ def test_ranges_give_both_ends(thresholds: VitalThresholds) -> None:
         "72F with a cough",
         "HbA1c 58",
         "sugar 2 spoons in tea",
+        "I sat at 90 degrees in bed",
+        "waited 2 hr 30 min",
+        "I don't 38 know",
     ],
 )
 def test_no_false_hits(message: str, thresholds: VitalThresholds) -> None:
@@ -219,6 +222,12 @@ def test_targets_are_not_readings(message: str, thresholds: VitalThresholds) -> 
     report = read(message, thresholds)
     assert report.findings and all(f.role == "target" for f in report.findings)
     assert report.level is None and report.news2 is None
+
+
+def test_a_target_does_not_hide_a_reading_in_the_next_clause(thresholds: VitalThresholds) -> None:
+    report = read("target sats 88-92%, his sats are 85%", thresholds)
+    assert [f.role for f in report.findings] == ["target", "target", "reading"]
+    assert report.level == "urgent"
 
 
 def test_negated_confusion_is_not_a_finding(thresholds: VitalThresholds) -> None:
