@@ -155,7 +155,7 @@ class ThresholdRule(AgeLimited):
     op: Op
     value: float
     plus_per_year: float = Field(default=0.0, description="Added per year of age (PALS: 70 + 2 × age).")
-    level: Level
+    level: Level | None = Field(description="None = flag only: named in the reason and matched_rules, no level.")
     source: str
     label: str = Field(min_length=3, description="Shown in reasons and docs.")
     tag: str | None = Field(default=None, description="Groups rules for combinations (`tagged`).")
@@ -783,8 +783,10 @@ def _value_text(quantity: str, value: float, f: VitalFinding) -> str:
     return f"{_NAME[quantity]} {_fmt(value)}{unit}"
 
 
-def _apply_rules(findings: list[VitalFinding], age: _Age, thresholds: VitalThresholds, c: _Compiled) -> dict[str, tuple[Level, VitalFinding, Quantity]]:
-    fired: dict[str, tuple[Level, VitalFinding, Quantity]] = {}
+def _apply_rules(
+    findings: list[VitalFinding], age: _Age, thresholds: VitalThresholds, c: _Compiled
+) -> dict[str, tuple[Level | None, VitalFinding, Quantity]]:
+    fired: dict[str, tuple[Level | None, VitalFinding, Quantity]] = {}
     for f in findings:
         if f.role != "reading":
             continue
@@ -797,7 +799,7 @@ def _apply_rules(findings: list[VitalFinding], age: _Age, thresholds: VitalThres
                 limit = rule.value + rule.plus_per_year * (age.low if age.years is None else age.years)
                 if not _OPS[rule.op](value, limit):
                     continue
-                level = _cap(rule.level, fit, thresholds)
+                level = _cap(rule.level, fit, thresholds) if rule.level is not None else None
                 fired.setdefault(rule.id, (level, f, quantity))
                 f.rules.append(rule.id)
                 # Rules are listed most severe first; the reason names only the first per quantity.
@@ -841,7 +843,7 @@ def _apply_news2(findings: list[VitalFinding], age: _Age, thresholds: VitalThres
 
 
 def _apply_combinations(
-    message: str, findings: list[VitalFinding], fired: dict[str, tuple[Level, VitalFinding, Quantity]], age: _Age,
+    message: str, findings: list[VitalFinding], fired: dict[str, tuple[Level | None, VitalFinding, Quantity]], age: _Age,
     thresholds: VitalThresholds, c: _Compiled,
 ) -> list[tuple[Combination, Level, list[VitalFinding]]]:
     readings = [f for f in findings if f.role == "reading"]
@@ -984,7 +986,7 @@ def _explain(
 ) -> str:
     if not findings:
         return ""
-    shown = [f for f in findings if f.level is not None or (news2_level is not None and f.points)]
+    shown = [f for f in findings if f.level is not None or f.rules or (news2_level is not None and f.points)]
     parts = [f"'{f.text}' ({f.reason})" for f in shown]
     # "possible DKA" makes "at risk of DKA" redundant: show the combinations at the highest level only.
     top = max((_RANK[lvl] for _, lvl, _ in combos), default=0)

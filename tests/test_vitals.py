@@ -454,7 +454,7 @@ def test_news2_counts_parameters_and_explains(thresholds: VitalThresholds) -> No
 
 
 def test_single_mildly_abnormal_value_is_not_escalated(thresholds: VitalThresholds) -> None:
-    for message in ("HR 105", "temp 38.4", "sats 94%", "RR 22", "BP 165/100", "glucose 12", "K+ 5.6"):
+    for message in ("BM 3.5", "HR 105", "temp 38.4", "sats 94%", "RR 22", "BP 165/100", "glucose 12", "K+ 5.6"):
         assert read(message, thresholds).level is None, message
 
 
@@ -465,9 +465,11 @@ def test_single_mildly_abnormal_value_is_not_escalated(thresholds: VitalThreshol
         ("sats 85% on air", "urgent", "news2_single_red"),
         ("BP 69/40", "emergent", "adult_profound_hypotension"),
         ("BP 70/40", "urgent", "news2_single_red"),
+        ("Asthmatic patient can't complete sentences, sats 91%", "emergent", "life_threatening_asthma"),
+        ("my 6 year old with asthma, sats 91%", "emergent", "life_threatening_asthma"),
     ],
 )
-def test_adult_critical_values(message: str, level: str, rule: str, thresholds: VitalThresholds) -> None:
+def test_critical_values(message: str, level: str, rule: str, thresholds: VitalThresholds) -> None:
     report = read(message, thresholds)
     assert report.level == level and rule in report.matched_rules
 
@@ -485,6 +487,7 @@ def test_adult_critical_values(message: str, level: str, rule: str, thresholds: 
         ("BP 170/120", "urgent"),
         ("blood pressure 190/125 with chest pain", "emergent"),
         ("BP 200/130, severe headache and blurred vision", "emergent"),
+        ("Pt in clinic with BP 186/124 and papilloedema on fundoscopy - what do I do?", "urgent"),
         ("BP 190/125, no chest pain", "urgent"),
         ("pregnant, BP 160/100", "urgent"),
         ("pregnant, BP 159/109", None),
@@ -504,7 +507,8 @@ def test_blood_pressure(message: str, level: str | None, thresholds: VitalThresh
     ("message", "level", "rules"),
     [
         ("BM 4.0", None, []),
-        ("BM 3.9", "urgent", ["hypoglycaemia"]),
+        ("BM 3.9", None, ["hypoglycaemia"]),
+        ("Patient is alert, sugar 3.5, can swallow - how do I treat the hypo?", None, ["hypoglycaemia"]),
         ("BM 2.9", "urgent", ["hypoglycaemia_severe", "hypoglycaemia"]),
         ("My diabetic husband is confused and his sugar is 2.1", "emergent", ["hypoglycaemia_with_neuro_signs"]),
         ("bm reads LO", "urgent", ["hypoglycaemia_severe"]),
@@ -520,6 +524,8 @@ def test_blood_pressure(message: str, level: str | None, thresholds: VitalThresh
         ("BM HI, ketones 3.5", "emergent", ["possible_dka"]),
         ("glucose 14, ketones 1.5", "urgent", ["dka_risk"]),
         ("glucose 14, ketones 1.4", None, []),
+        ("Type 1 diabetic with ketones 4.1, vomiting", "emergent", ["possible_dka_known_diabetes"]),
+        ("ketones 4.1, no diabetes known", "urgent", ["ketonaemia"]),
         ("urine ketones 3", None, []),
         ("K+ 5.9", None, []),
         ("K+ 6.0", "urgent", ["hyperkalaemia_moderate"]),
@@ -538,6 +544,12 @@ def test_metabolic_and_neuro(message: str, level: str | None, rules: list[str], 
     report = read(message, thresholds)
     assert report.level == level
     assert set(rules) <= set(report.matched_rules)
+
+
+def test_a_flag_only_rule_is_explained_without_a_level(thresholds: VitalThresholds) -> None:
+    report = read("sugar 3.5", thresholds)
+    assert report.level is None and report.matched_rules == ["hypoglycaemia"]
+    assert report.explanation == "vital signs: 'sugar 3.5' (glucose 3.5 mmol/L: glucose < 4.0 mmol/L (hypoglycaemia: treat now))"
 
 
 def test_possible_dka_explanation_is_not_repeated(thresholds: VitalThresholds) -> None:
