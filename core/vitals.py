@@ -589,8 +589,8 @@ def _bare_temperature_ok(message: str, m: re.Match[str], raw: _Raw) -> bool:
     value, unit = raw.value or 0.0, (raw.unit or "").strip().lower()
     fahrenheit = unit.endswith("f") or "fahrenheit" in unit or (value >= 77 and not unit.endswith("c"))
     if fahrenheit:
-        # An integer with a bare F below 95 is an age and sex ("72F").
-        return 95 <= value <= 110 and (bool(_TEMP_EXPLICIT_UNIT.search(unit)) or "." in m.group("v1") or value >= 95)
+        # Below 95 a bare F is an age and sex ("72F"), left for the age reader.
+        return 95 <= value <= 110
     if _TEMP_EXPLICIT_UNIT.search(unit) and "deg" not in unit:
         return 25 <= value <= 45
     return 35 <= value <= 43
