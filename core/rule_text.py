@@ -18,7 +18,9 @@ _HYPHEN = re.compile(r"(?<=[a-z])-(?=[a-z])")
 _SPACES = re.compile(r"\s+")
 _NEWLINES = re.compile(r"\s*\n\s*")
 _WORD = re.compile(r"[a-z][a-z']+")
-_SENTENCE_END = frozenset({".", "!", "?"})
+_LINE_BREAK = "¶"  # a token of its own: a line break always ends a sentence
+_SENTENCE_END = frozenset({".", "!", "?", _LINE_BREAK})
+_ABBREVIATIONS = frozenset({"eg", "ie", "etc", "mr", "mrs", "ms", "dr", "prof", "vs", "approx", "st", "no", "wk", "wks"})
 _VOWELS = frozenset("aeiouy")
 
 
@@ -88,7 +90,7 @@ _SPLIT_AT = re.compile(r"(?:\s*\n\s*)+")
 def mapped_normalise(message: str) -> MappedText:
     """`basic_normalise` that keeps offsets; a line break also ends a sentence."""
     text = MappedText.of(message)
-    text = text.sub(_SPLIT_AT, lambda m: " . ")
+    text = text.sub(_SPLIT_AT, lambda m: f" {_LINE_BREAK} ")
     text = text.sub(_HYPHEN, lambda m: " ")
     return text.sub(_BOUNDARY, lambda m: f" {m.group().strip() or ','} ")
 
@@ -300,10 +302,14 @@ class Sentence:
 
 
 def split_sentences(tokens: list[tuple[str, str, int, int]]) -> list[Sentence]:
+    """Split at ". ! ?" and line breaks, but not after an abbreviation ("e.g.", "Dr."): a fragment such
+    as "crushing chest pain" cut from a guideline question would read as a presentation."""
     out: list[Sentence] = []
     current: list[tuple[str, str, int, int]] = []
     for tok in tokens:
-        if tok[0] in _SENTENCE_END:
+        if tok[0] == "." and current and (len(current[-1][0]) == 1 or current[-1][0] in _ABBREVIATIONS):
+            current.append(tok)
+        elif tok[0] in _SENTENCE_END:
             if current:
                 out.append(Sentence.of(current))
             current = []
