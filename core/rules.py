@@ -1,15 +1,19 @@
 """Escalation, refusal and clarification rules: YAML files validated by pydantic, compiled once,
 checked against every message before retrieval.
 
-The vocabulary (synonyms, negation words, history and presentation cues, misspellings) is data in
-`data/rules/*.yaml`; this module only knows how to combine it. docs/safety.md describes the format.
+The vocabulary (synonyms, negation words, history and presentation cues, misspellings, irregular
+word forms, common words) is data in `data/rules/*.yaml`; this module only knows how to combine it.
+docs/safety.md describes the format.
 
 A rule fires when one of its `match` clauses holds. A clause is a list of groups that must all be
-found in the message (co-occurrence); a group is a phrase, a `re:` regex, an `@name` synonym set, or
-a list of those (any one). A hit does not count when it is negated ("no chest pain", "denies
-seizures") or historical ("stroke in 2015") without a current cue ("now", "again") in its sentence.
-Escalation rules additionally need a presentation cue ("my father has", "I am", "6 week old") so
-that a clinician's knowledge question ("what are the ECG criteria for STEMI?") is not escalated.
+found in the message (co-occurrence, possibly in different sentences); a group is a phrase, a `re:`
+regex, an `@name` synonym set, or a list of those (any one). Phrases match on normalised text
+(`core.rule_text`: misspellings fixed, every word stemmed), so "ending my life" finds "end my life".
+Each hit is judged inside its own sentence: it does not count when negated ("no chest pain",
+"denies seizures") or historical ("stroke in 2015") without a current cue ("now", "again").
+Escalation hits also need their sentence to present someone ("my father has", "I am", "6 week old")
+or not to read as a knowledge question, so that "what are the ECG criteria for STEMI?" is answered.
+Every fired rule records its triggers: the matched words as the user wrote them.
 """
 
 from __future__ import annotations
@@ -513,14 +517,21 @@ class RuleSet:
         return split_sentences(tokens)
 
     def corrections(self, message: str) -> dict[str, str]:
-        """{word as written: word the rules read} for every word the spelling tolerance changed."""
+        """{words as written: words the rules read} for every change made by the misspellings map or
+        the spelling tolerance ("pian": "pain", "cant breath": "can't breathe")."""
         out = {}
         for s in self.sentences(message):
-            for (a, b), i in zip(s.spans, s.surface_at, strict=True):
-                word = s.surface[i:s.surface.index(" ", i)]
-                written = message[a:b]
-                if word != basic_normalise(written).strip():
-                    out[written] = word
+            words = s.surface.split()
+            i = 0
+            while i < len(words):
+                j = i
+                while j + 1 < len(words) and s.spans[j + 1] == s.spans[i]:
+                    j += 1
+                written = message[s.spans[i][0]:s.spans[i][1]]
+                read = " ".join(words[i:j + 1])
+                if basic_normalise(written).strip() != read:
+                    out[written] = read
+                i = j + 1
         return out
 
     def _presents(self, text: str) -> bool:
