@@ -46,6 +46,9 @@ class Escalation(BaseModel):
     level: Literal["emergent", "urgent"]
     rule: str
     message: str
+    layer: Literal["rules", "vitals", "classifier"] = "rules"
+    triggers: list[str] = Field(default_factory=list, description="The words or values in the message that fired.")
+    explanation: str = Field(default="", description="e.g. \"stroke signs: 'can't lift his right arm' + 'speech slurred'\"")
 
 
 class RetrievedRef(BaseModel):

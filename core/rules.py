@@ -1,20 +1,23 @@
 """Escalation, refusal and clarification rules: YAML files validated by pydantic, compiled once,
 checked against every message before retrieval.
 
-The vocabulary (synonyms, negation words, history and presentation cues, misspellings) is data in
-`data/rules/*.yaml`; this module only knows how to combine it. docs/safety.md describes the format.
+The vocabulary (synonyms, negation words, history and presentation cues, misspellings, irregular
+word forms, common words) is data in `data/rules/*.yaml`; this module only knows how to combine it.
+docs/safety.md describes the format.
 
 A rule fires when one of its `match` clauses holds. A clause is a list of groups that must all be
-found in the message (co-occurrence); a group is a phrase, a `re:` regex, an `@name` synonym set, or
-a list of those (any one). A hit does not count when it is negated ("no chest pain", "denies
-seizures") or historical ("stroke in 2015") without a current cue ("now", "again") in its sentence.
-Escalation rules additionally need a presentation cue ("my father has", "I am", "6 week old") so
-that a clinician's knowledge question ("what are the ECG criteria for STEMI?") is not escalated.
+found in the message (co-occurrence, possibly in different sentences); a group is a phrase, a `re:`
+regex, an `@name` synonym set, or a list of those (any one). Phrases match on normalised text
+(`core.rule_text`: misspellings fixed, every word stemmed), so "ending my life" finds "end my life".
+Each hit is judged inside its own sentence: it does not count when negated ("no chest pain",
+"denies seizures") or historical ("stroke in 2015") without a current cue ("now", "again").
+Escalation hits also need their sentence to present someone ("my father has", "I am", "6 week old")
+or not to read as a knowledge question, so that "what are the ECG criteria for STEMI?" is answered.
+Every fired rule records its triggers: the matched words as the user wrote them.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -22,6 +25,7 @@ import re
 import shutil
 import string
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +37,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from core.answers import Escalation, Refusal
 from core.errors import CQAError
 from core.pii import find_identifiers
-from core.safety import SafetyDecision
+from core.rule_text import (
+    Sentence,
+    SpellingFixer,
+    basic_normalise,
+    mapped_normalise,
+    split_sentences,
+    stem,
+    words_of,
+)
+from core.safety import RuleMatch, SafetyDecision
 from core.settings import REPO_ROOT, Settings
 
 BUNDLED_RULES_DIR = REPO_ROOT / "data" / "rules"
@@ -41,6 +54,8 @@ CONFIG_FILE = "config.yaml"
 SAFETY_CASES = REPO_ROOT / "tests" / "data" / "safety_cases.jsonl"
 Expect = Literal["emergent", "urgent", "answer", "refuse", "clarify"]
 _PLACEHOLDERS = frozenset({"emergency_number", "crisis_line"})
+# libyaml parses the rule files ~10x faster; the pure-Python loader gives the same nodes and lines.
+_YAML_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class RuleError(CQAError):
@@ -129,9 +144,25 @@ class RulesConfig(BaseModel):
         default_factory=list, description="Hypothetical people ('a patient with') removed before looking for presentation cues."
     )
     misspellings: dict[str, str] = Field(default_factory=dict, description="Token → correct word(s).")
-    fuzzy_terms: list[str] = Field(default_factory=list, description="Key words matched with difflib.")
-    fuzzy_ratio: float = Field(default=0.85, ge=0.5, le=1.0)
-    fuzzy_min_length: int = Field(default=5, ge=3)
+    fuzzy_terms: list[str] = Field(
+        default_factory=list, description="Extra words that misspellings are corrected to, besides the words the rules use."
+    )
+    fuzzy_ratio: float = Field(
+        default=0.85, ge=0.5, le=1.0, description="Unused since spelling tolerance counts edits; kept so older copies load."
+    )
+    fuzzy_min_length: int = Field(
+        default=4, ge=3, description="Shorter words are never corrected; words of exactly this length only for a swapped pair of letters."
+    )
+    fuzzy_two_edits_from: int = Field(
+        default=10, ge=4, description="Words at least this long may be two edits from a rule word; shorter ones one."
+    )
+    common_words: list[str] = Field(
+        default_factory=list, description="Everyday words never 'corrected' into a rule word ('main' is not 'pain')."
+    )
+    lemmas: dict[str, str] = Field(
+        default_factory=dict, description="Irregular word forms → the form the stemmer gives ('swollen': 'swell')."
+    )
+    never_stem: list[str] = Field(default_factory=list, description="Words matched only as written, never stemmed.")
     synonyms: dict[str, list[str]] = Field(default_factory=dict)
 
 
@@ -178,8 +209,8 @@ def _describe(err: Any) -> str:
 
 def _parse(name: str, text: str, model: type[BaseModel]) -> tuple[BaseModel | None, yaml.Node | None, list[str]]:
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_YAML_LOADER)
+        data = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader, C-accelerated when available
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -201,27 +232,35 @@ def _parse(name: str, text: str, model: type[BaseModel]) -> tuple[BaseModel | No
 # Text normalisation and matching
 # --------------------------------------------------------------------------------------------------
 
-_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "“": '"', "”": '"', "–": "-", "—": "-"})
-_BOUNDARY = re.compile(r"(?<!\d)[.](?!\d)|[,;:!?()\"\[\]]|\s-\s|\s-$|^-\s")
-_HYPHEN = re.compile(r"(?<=[a-z])-(?=[a-z])")
+_CLAUSE_END = re.compile(r" [.,;:!?()-] | but | however | although ")
 _SPACES = re.compile(r"\s+")
 _WORD = re.compile(r"[a-z][a-z']+")
-_CLAUSE_END = re.compile(r" [.,;:!?()] | but | however | although ")
-
-
-def basic_normalise(text: str) -> str:
-    """Lowercase, unify quotes, split punctuation into its own tokens, collapse spaces."""
-    text = text.translate(_APOSTROPHES).lower()
-    text = _HYPHEN.sub(" ", text)
-    text = _BOUNDARY.sub(lambda m: f" {m.group().strip() or ','} ", text)
-    return " " + _SPACES.sub(" ", text).strip() + " "
+# "*" between spaces in a rule phrase: up to three words ("can't lift * arm" finds "can't lift arm"
+# and "can't lift his right arm"), never across a clause boundary.
+_WILD = r"(?:[^\s,;:!?()\[\]\"-]+\s+){0,3}"
+_NEVER = re.compile(r"(?!x)x")
 
 
 def _phrase_regex(phrase: str) -> str:
+    """A cue phrase on the surface text: "*" in a word is any ending, a lone "*" one word."""
     if phrase.startswith("re:"):
         return f"(?:{phrase[3:]})"
     words = basic_normalise(phrase).split()
     body = r"\s+".join(re.escape(w).replace(r"\*", r"[\w']*") for w in words)
+    return rf"(?<![\w']){body}(?![\w'])"
+
+
+def _stemmed_phrase_regex(phrase: str, to_stem: Callable[[str], str]) -> str:
+    """A rule phrase on the stemmed text, so that "end my life" also finds "ending my life"."""
+    body = ""
+    for w in basic_normalise(phrase).split():
+        if w == "*":
+            body += _WILD
+        elif w.endswith("*") and "*" not in w[:-1]:
+            body += re.escape(to_stem(w[:-1])) + r"[\w']*\s+"
+        else:
+            body += re.escape(w if "*" in w else to_stem(w)).replace(r"\*", r"[\w']*") + r"\s+"
+    body = body.removesuffix(r"\s+")
     return rf"(?<![\w']){body}(?![\w'])"
 
 
@@ -231,12 +270,33 @@ class _Hit:
     end: int
 
 
+@dataclass(frozen=True)
+class _Found:
+    """A hit that counts: sentence index and token range."""
+
+    sentence: int
+    first: int
+    last: int
+
+
 @dataclass
 class _Matcher:
-    regex: re.Pattern[str]
+    """One group. Plain phrases run on the stemmed text, each only when its anchor word (its longest
+    literal word) is in the sentence: running every phrase everywhere cost ~10x the time. `re:`
+    patterns run on the surface text."""
 
-    def hits(self, text: str) -> list[_Hit]:
-        return [_Hit(m.start(), m.end()) for m in self.regex.finditer(text)]
+    by_anchor: dict[str, list[re.Pattern[str]]]
+    always: list[re.Pattern[str]]
+    surface: re.Pattern[str] | None
+
+    def hits(self, sentence: Sentence) -> Iterator[tuple[int, int]]:
+        candidates = [rx for w in sorted(sentence.stem_words & self.by_anchor.keys()) for rx in self.by_anchor[w]]
+        for rx in candidates + self.always:
+            for m in rx.finditer(sentence.stemmed):
+                yield sentence.tokens_at(m.start(), m.end(), stemmed=True)
+        if self.surface is not None:
+            for m in self.surface.finditer(sentence.surface):
+                yield sentence.tokens_at(m.start(), m.end(), stemmed=False)
 
 
 @dataclass
@@ -248,17 +308,28 @@ class _CompiledRule:
 
 
 @dataclass
-class _Context:
-    """Per-message precomputations shared by all rules."""
+class _SentenceContext:
+    """Negation, history and presentation are decided inside each sentence."""
 
-    text: str
-    negation_before: re.Pattern[str]
-    negation_after: re.Pattern[str]
-    window: int
+    sentence: Sentence
     history: list[_Hit]
     current: list[_Hit]
     presentation: bool
     clauses: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return self.sentence.surface
+
+
+@dataclass
+class _Context:
+    """Per-message precomputations shared by all rules."""
+
+    sentences: list[_SentenceContext]
+    negation_before: re.Pattern[str]
+    negation_after: re.Pattern[str]
+    window: int
 
 
 def _spans(text: str, boundary: re.Pattern[str]) -> list[tuple[int, int]]:
@@ -303,17 +374,33 @@ class RuleSet:
         self.version = version
         self.sources = sources
         self._synonyms = synonyms
-        self._compiled = [self._compile(r) for r in rules]
         c = config
-        self._misspell = {basic_normalise(k).strip(): basic_normalise(v).strip() for k, v in c.misspellings.items()}
-        self._fuzzy_terms = sorted({t.lower() for t in c.fuzzy_terms})
-        self._fuzzy_cache: dict[str, str] = {}
-        # A word the rules themselves use is never "corrected" into another ("poison" → "poisoned").
-        self._vocabulary = self._words()
+        self._lemmas = {k.lower(): v.lower() for k, v in c.lemmas.items()}
+        self._no_stem = frozenset(w.lower() for w in c.never_stem)
+        self._stems: dict[str, str] = {}
+        self._regexes: dict[str, re.Pattern[str]] = {}
+        self._compiled = [self._compile(r) for r in rules]
+        self._misspell = [(wrong, re.compile(rf"(?<![\w']){re.escape(wrong)}(?![\w'])"), right) for wrong, right in (
+            (basic_normalise(k).strip(), basic_normalise(v).strip()) for k, v in c.misspellings.items())]
+        # A word the rules themselves use (or an inflection of one) is never "corrected" into another
+        # ("poison" → "poisoned"), nor is a common English word ("main" → "pain").
+        # Misspellings are corrected only towards the red-flag vocabulary (the escalation rules' words and
+        # fuzzy_terms): a refusal or cue word as a target turns everyday words into others ("count" → "court").
+        common = frozenset(w.lower() for w in c.common_words)
+        known = self._words() | common
+        red_flag_words = words_of(self._expand([p for r in rules if r.kind == "escalate" for clause in r.match
+                                                for g in clause for p in (g if isinstance(g, list) else [g])]))
+        self._spelling = SpellingFixer(
+            targets=[w for w in red_flag_words | {t.lower() for t in c.fuzzy_terms}
+                     if len(w) >= c.fuzzy_min_length and w.isalpha() and w not in common],
+            known=frozenset(w for w in known if "*" not in w), known_stems=frozenset(self._stem(w.rstrip("*")) for w in known),
+            known_prefixes=tuple(sorted(w.rstrip("*") for w in known if w.endswith("*"))), stem=self._stem,
+            min_length=c.fuzzy_min_length, two_edits_from=c.fuzzy_two_edits_from,
+        )
         self._neg_before = self._alternation(c.negation_before)
         self._neg_after = self._alternation(c.negation_after)
-        self._history = _Matcher(self._alternation(c.history_cues))
-        self._current = _Matcher(self._alternation(c.current_cues))
+        self._history = self._alternation(c.history_cues)
+        self._current = self._alternation(c.current_cues)
         self._presentation = self._alternation(c.presentation_cues)
         self._knowledge = self._alternation(c.knowledge_cues)
         self._generic = self._alternation(c.generic_subjects)
@@ -360,9 +447,26 @@ class RuleSet:
         return cls(config, rules, synonyms, version, dict(sources))
 
     def _alternation(self, phrases: list[str]) -> re.Pattern[str]:
+        """Cue phrases, matched on the surface text (not stemmed: "notes" must never read as "not")."""
         if not phrases:
-            return re.compile(r"(?!x)x")
+            return _NEVER
         return re.compile("|".join(_phrase_regex(p) for p in self._expand(phrases)))
+
+    def _matcher(self, phrases: list[str]) -> _Matcher:
+        expanded = self._expand(phrases)
+        buckets: dict[str, list[str]] = {}
+        for p in dict.fromkeys(p for p in expanded if not p.startswith("re:")):
+            literal = [self._stem(w) for w in basic_normalise(p).split() if "*" not in w]
+            buckets.setdefault(max(literal, key=len) if literal else "", []).append(_stemmed_phrase_regex(p, self._stem))
+        compiled = {anchor: [self._regex("|".join(sorted(patterns)))] for anchor, patterns in buckets.items()}
+        regexes = [_phrase_regex(p) for p in expanded if p.startswith("re:")]
+        return _Matcher(compiled, compiled.pop("", []), self._regex("|".join(regexes)) if regexes else None)
+
+    def _regex(self, pattern: str) -> re.Pattern[str]:
+        # Synonym sets recur across rules; compiling each pattern once halves the load time.
+        if pattern not in self._regexes:
+            self._regexes[pattern] = re.compile(pattern)
+        return self._regexes[pattern]
 
     def _expand(self, phrases: list[str]) -> list[str]:
         out: list[str] = []
@@ -370,75 +474,124 @@ class RuleSet:
             out += self._synonyms[p[1:]] if p.startswith("@") else [p]
         return out
 
+    def _stem(self, word: str) -> str:
+        if word not in self._stems:
+            if len(self._stems) > 50_000:
+                self._stems.clear()
+            self._stems[word] = stem(word, self._lemmas, self._no_stem)
+        return self._stems[word]
+
     def _words(self) -> frozenset[str]:
+        """Every word the rule files use; wildcard words keep their "*" ("wheez*")."""
         phrases = [p for values in self._synonyms.values() for p in values]
         phrases += [p for r in self.rules for clause in r.match for g in clause for p in (g if isinstance(g, list) else [g])]
+        phrases += [p for r in self.rules for p in r.unless]
         c = self.config
         phrases += c.negation_before + c.negation_after + c.history_cues + c.current_cues + c.presentation_cues + c.generic_subjects
-        phrases += list(c.misspellings.values()) + c.fuzzy_terms
-        return frozenset(w.rstrip("*") for p in phrases if not p.startswith(("re:", "@")) for w in basic_normalise(p).split())
+        phrases += list(c.misspellings.values()) + c.fuzzy_terms + list(c.lemmas) + list(c.lemmas.values())
+        return frozenset(words_of(phrases, keep_wildcards=True))
 
     def _compile(self, rule: Rule) -> _CompiledRule:
-        clauses = [[_Matcher(self._alternation(g if isinstance(g, list) else [g])) for g in clause] for clause in rule.match]
-        unless = _Matcher(self._alternation(rule.unless)) if rule.unless else None
+        clauses = [[self._matcher(g if isinstance(g, list) else [g]) for g in clause] for clause in rule.match]
+        unless = self._matcher(rule.unless) if rule.unless else None
         values = {"emergency_number": self.config.emergency_number, "crisis_line": self.config.crisis_line}
         return _CompiledRule(rule, clauses, unless, rule.message.format_map(values).strip())
 
     # -- checking -----------------------------------------------------------------------------
     def normalise(self, message: str) -> str:
-        """Basic normalisation, then the misspelling map, then fuzzy matching of key words."""
-        text = basic_normalise(message)
-        for wrong, right in self._misspell.items():
-            if wrong in text:
-                text = re.sub(rf"(?<![\w']){re.escape(wrong)}(?![\w'])", right, text)
-        return _WORD.sub(lambda m: self._fuzzy(m.group()), text)
+        """The message as the rules see it: basic normalisation, the misspelling map, then spelling
+        tolerance for the rules' own words; one sentence per line."""
+        return "\n".join(s.surface.strip() for s in self.sentences(message))
 
-    def _fuzzy(self, word: str) -> str:
-        if len(word) < self.config.fuzzy_min_length or not self._fuzzy_terms or word in self._vocabulary:
-            return word
-        if word not in self._fuzzy_cache:
-            close = difflib.get_close_matches(word, self._fuzzy_terms, n=1, cutoff=self.config.fuzzy_ratio)
-            if len(self._fuzzy_cache) > 50_000:
-                self._fuzzy_cache.clear()
-            # An inflection ("collapse" / "collapsed") is a different word, not a misspelling.
-            inflection = bool(close) and (close[0].startswith(word) or word.startswith(close[0]))
-            self._fuzzy_cache[word] = close[0] if close and not inflection else word
-        return self._fuzzy_cache[word]
+    def sentences(self, message: str) -> list[Sentence]:
+        text = mapped_normalise(message)
+        text = text.sub(_SPACES, lambda m: " ")
+        # One entry at a time, in file order: "cant breath" → "can't breath" → "can't breathe".
+        for wrong, regex, right in self._misspell:
+            if wrong in text.text:
+                text = text.sub(regex, _constant(right))
+        tokens = []
+        for tok, start, end in text.tokens():
+            surface = self._spelling.fix(tok) if _WORD.fullmatch(tok) else tok
+            tokens.append((surface, self._stem(surface), start, end))
+        return split_sentences(tokens)
 
-    def _is_presentation(self, text: str) -> bool:
-        # Missing a red flag is worse than escalating a question: only a message that reads as a
-        # guideline question (and describes nobody) is spared.
-        if self._presentation.search(self._generic.sub(" ", text)):
-            return True
-        return not (self.config.knowledge_cues and self._knowledge.search(text))
+    def corrections(self, message: str) -> dict[str, str]:
+        """{words as written: words the rules read} for every change made by the misspellings map or
+        the spelling tolerance ("pian": "pain", "cant breath": "can't breathe")."""
+        out = {}
+        for s in self.sentences(message):
+            words = s.surface.split()
+            i = 0
+            while i < len(words):
+                j = i
+                while j + 1 < len(words) and s.spans[j + 1] == s.spans[i]:
+                    j += 1
+                written = message[s.spans[i][0]:s.spans[i][1]]
+                read = " ".join(words[i:j + 1])
+                if basic_normalise(written).strip() != read:
+                    out[written] = read
+                i = j + 1
+        return out
+
+    def _presents(self, text: str) -> bool:
+        return bool(self._presentation.search(self._generic.sub(" ", text)))
+
+    def _context(self, message: str) -> _Context:
+        sentences = self.sentences(message)
+        own = [self._presents(s.surface) for s in sentences]
+        anyone = any(own)
+        contexts = []
+        for s, presents in zip(sentences, own, strict=True):
+            # Missing a red flag is worse than escalating a question: only a sentence that reads as a
+            # guideline question, in a message that describes nobody, is spared. A person named in
+            # one sentence carries to the others ("My dad is 70. Is chest pain and sweating serious?").
+            knowledge = bool(self.config.knowledge_cues) and bool(self._knowledge.search(s.surface))
+            contexts.append(_SentenceContext(
+                sentence=s, history=_hits(self._history, s.surface), current=_hits(self._current, s.surface),
+                presentation=presents or anyone or not knowledge, clauses=_spans(s.surface, _CLAUSE_END),
+            ))
+        return _Context(contexts, self._neg_before, self._neg_after, self.config.negation_window)
 
     def check(self, message: str) -> SafetyDecision:
-        text = self.normalise(message)
-        ctx = _Context(
-            text=text, negation_before=self._neg_before, negation_after=self._neg_after,
-            window=self.config.negation_window, history=self._history.hits(text), current=self._current.hits(text),
-            presentation=self._is_presentation(text), clauses=_spans(text, _CLAUSE_END),
-        )
-        fired = [c for c in self._compiled if _fires(c, ctx)]
-        decision = SafetyDecision(rule_set_version=self.version, matched_rules=[c.rule.id for c in fired])
+        ctx = self._context(message)
+        fired = [(c, clause) for c in self._compiled if (clause := _firing_clause(c, ctx)) is not None]
+        matches = [self._match(c, clause, ctx, message) for c, clause in fired]
+        decision = SafetyDecision(rule_set_version=self.version, matched_rules=[c.rule.id for c, _ in fired], matches=matches)
         decision.pii = sorted({i.kind for i in find_identifiers(message)})
-        escalations = [c for c in fired if c.rule.kind == "escalate"]
+        escalations = [(c, m) for (c, _), m in zip(fired, matches, strict=True) if c.rule.kind == "escalate"]
         if escalations:
-            top = min(escalations, key=lambda c: 0 if c.rule.level == "emergent" else 1)
+            top, why = min(escalations, key=lambda x: 0 if x[0].rule.level == "emergent" else 1)
             assert top.rule.level is not None
-            decision.escalation = Escalation(level=top.rule.level, rule=top.rule.id, message=top.message)
-        refusals = [c for c in fired if c.rule.kind == "refuse"]
+            decision.escalation = Escalation(level=top.rule.level, rule=top.rule.id, message=top.message, layer="rules",
+                                             triggers=why.triggers, explanation=why.explanation)
+        refusals = [c for c, _ in fired if c.rule.kind == "refuse"]
         if refusals:
-            top = min(refusals, key=lambda c: 0 if c.rule.reason == "unsafe" else 1)
-            assert top.rule.reason is not None
-            decision.refusal = Refusal(reason=top.rule.reason, message=top.message)
-        clarify = next((c for c in fired if c.rule.kind == "clarify"), None)
+            top_refusal = min(refusals, key=lambda c: 0 if c.rule.reason == "unsafe" else 1)
+            assert top_refusal.rule.reason is not None
+            decision.refusal = Refusal(reason=top_refusal.rule.reason, message=top_refusal.message)
+        clarify = next((c for c, _ in fired if c.rule.kind == "clarify"), None)
         if clarify is not None:
             decision.clarify = clarify.message
             if decision.refusal is None:
                 decision.refusal = Refusal(reason="needs_clarification", message=clarify.message)
-        decision.injection = any(c.rule.kind == "injection" for c in fired)
+        decision.injection = any(c.rule.kind == "injection" for c, _ in fired)
         return decision
+
+    def _match(self, c: _CompiledRule, clause: list[_Matcher], ctx: _Context, message: str) -> RuleMatch:
+        """Every counted hit of the firing clause, as the user wrote it, in message order."""
+        ranges = sorted({ctx.sentences[f.sentence].sentence.original_range(f.first, f.last)
+                         for m in clause for f in _counted(m, c.rule, ctx)})
+        merged: list[tuple[int, int]] = []
+        for start, end in ranges:
+            if merged and start < merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        triggers = [message[a:b] for a, b in merged]
+        label = c.rule.description.strip().rstrip(".") or c.rule.id.replace("_", " ")
+        explanation = f"{label}: " + " + ".join(f"'{t}'" for t in triggers)
+        return RuleMatch(rule=c.rule.id, kind=c.rule.kind, triggers=triggers, spans=merged, explanation=explanation)
 
     # -- testing ------------------------------------------------------------------------------
     def run_examples(self) -> list[CaseResult]:
@@ -503,42 +656,55 @@ def _check_rule(name: str, node: yaml.Node | None, i: int, rule: Rule, synonyms:
     return problems
 
 
-def _fires(c: _CompiledRule, ctx: _Context) -> bool:
-    if c.rule.needs_presentation and not ctx.presentation:
-        return False
-    if c.unless is not None and c.unless.regex.search(ctx.text):
-        return False
-    return any(all(_found(m, c.rule, ctx) for m in clause) for clause in c.clauses)
+def _constant(value: str) -> Callable[[re.Match[str]], str]:
+    return lambda _: value
 
 
-def _found(m: _Matcher, rule: Rule, ctx: _Context) -> bool:
-    for hit in m.hits(ctx.text):
-        if rule.negatable and _negated(hit, ctx):
+def _hits(regex: re.Pattern[str], text: str) -> list[_Hit]:
+    return [_Hit(m.start(), m.end()) for m in regex.finditer(text)]
+
+
+def _firing_clause(c: _CompiledRule, ctx: _Context) -> list[_Matcher] | None:
+    if c.rule.needs_presentation and not any(s.presentation for s in ctx.sentences):
+        return None
+    if c.unless is not None and any(True for s in ctx.sentences for _ in c.unless.hits(s.sentence)):
+        return None
+    return next((clause for clause in c.clauses if all(next(_counted(m, c.rule, ctx), None) for m in clause)), None)
+
+
+def _counted(m: _Matcher, rule: Rule, ctx: _Context) -> Iterator[_Found]:
+    """Hits of one group that count: in a presenting sentence (escalations), not negated, not past."""
+    for n, sc in enumerate(ctx.sentences):
+        if rule.needs_presentation and not sc.presentation:
             continue
-        if rule.historical and _historical(hit, ctx):
-            continue
-        return True
-    return False
+        for first, last in m.hits(sc.sentence):
+            hit = _Hit(*sc.sentence.surface_range(first, last))
+            if rule.negatable and _negated(hit, sc, ctx):
+                continue
+            if rule.historical and _historical(hit, sc):
+                continue
+            yield _Found(n, first, last)
 
 
-def _negated(hit: _Hit, ctx: _Context) -> bool:
-    before = ctx.text[: hit.start]
+def _negated(hit: _Hit, sc: _SentenceContext, ctx: _Context) -> bool:
+    before = sc.text[: hit.start]
     clause_start = max((m.end() - 1 for m in _CLAUSE_END.finditer(before)), default=0)
     window = " " + " ".join(before[clause_start:].split()[-ctx.window:]) + " " if ctx.window else " "
     if ctx.negation_before.search(window):
         return True
-    after = ctx.text[hit.end:]
+    after = sc.text[hit.end:]
     clause_end = next((m.start() + 1 for m in _CLAUSE_END.finditer(after)), len(after))
     return bool(ctx.negation_after.search(" " + " ".join(after[:clause_end].split()[:2]) + " "))
 
 
-def _historical(hit: _Hit, ctx: _Context) -> bool:
-    start, end = next(((s, e) for s, e in ctx.clauses if s <= hit.start < e), (0, len(ctx.text)))
+def _historical(hit: _Hit, sc: _SentenceContext) -> bool:
+    start, end = next(((s, e) for s, e in sc.clauses if s <= hit.start < e), (0, len(sc.text)))
 
     def inside(hits: list[_Hit]) -> bool:
         return any(start <= h.start < end for h in hits)
 
-    return inside(ctx.history) and not inside(ctx.current)
+    return inside(sc.history) and not inside(sc.current)
+
 
 
 def outcome(decision: SafetyDecision) -> Expect:

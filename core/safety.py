@@ -7,11 +7,21 @@ pipeline. `core.rules.RuleSet` is the real implementation (rules in `data/rules/
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from core.answers import Escalation, Refusal
+
+
+class RuleMatch(BaseModel):
+    """Why one rule fired, in the user's own words."""
+
+    rule: str
+    kind: Literal["escalate", "refuse", "clarify", "injection"]
+    triggers: list[str] = Field(default_factory=list, description="Substrings of the original message that matched.")
+    spans: list[tuple[int, int]] = Field(default_factory=list, description="[start, end) of each trigger in the message.")
+    explanation: str = Field(default="", description="\"<rule description>: 'a' + 'b'\"")
 
 
 class SafetyDecision(BaseModel):
@@ -26,6 +36,7 @@ class SafetyDecision(BaseModel):
     )
     pii: list[str] = Field(default_factory=list, description="Kinds of patient identifiers found, for a UI warning.")
     matched_rules: list[str] = Field(default_factory=list, description="Ids of every rule that fired.")
+    matches: list[RuleMatch] = Field(default_factory=list, description="Each fired rule with its triggers, in rule order.")
 
 
 class SafetyRules(Protocol):
