@@ -37,6 +37,18 @@ class SentenceCheck(BaseModel):
     problems: list[str] = Field(default_factory=list, description="e.g. 'number 0.3 mg not in [2]'.")
 
 
+class Quote(BaseModel):
+    """A guideline sentence (or table row) shown verbatim as the answer, with its exact place."""
+
+    n: int = Field(description="Its passage's number in the answer's sources, as in [n].")
+    sentence: str = Field(description="passage text[char_start:char_end], verbatim.")
+    chunk_id: str
+    char_start: int = Field(description="Offset of the sentence in the passage text.")
+    char_end: int
+    score: float = Field(description="Sentence scorer probability (0-1) that it answers the question.")
+    table_row: bool = False
+
+
 class Refusal(BaseModel):
     reason: RefusalReason
     message: str
@@ -69,6 +81,7 @@ class AdapterRef(BaseModel):
 
 class Timings(BaseModel):
     retrieve_s: float = 0.0
+    select_s: float = Field(default=0.0, description="Choosing the answer sentences (core.evidence).")
     generate_s: float = 0.0
     total_s: float = 0.0
     ttft_s: float | None = None
@@ -106,3 +119,8 @@ class Answer(BaseModel):
     retries: int = 0
     warnings: list[str] = Field(default_factory=list)
     nearest: list[RetrievedRef] = Field(default_factory=list, description="Closest sections shown on refusal.")
+    quotes: list[Quote] = Field(
+        default_factory=list, description="Guideline sentences that answer the question, verbatim (core.evidence)."
+    )
+    summary: str = Field(default="", description="The model's summary as written (shown only when verified).")
+    summary_shown: bool = Field(default=False, description="The summary verified and is shown above the quotes.")

@@ -20,6 +20,8 @@ from core.settings import Settings  # noqa: E402
 
 def render(answer: Answer) -> str:
     lines = [f"[{answer.status}] {answer.text}"]
+    if answer.escalation and answer.escalation.explanation:
+        lines.append(f"  why escalated ({answer.escalation.layer} layer): {answer.escalation.explanation}")
     for c in answer.citations:
         page = f", page {c.page}" if c.page else ""
         mark = "verified" if c.verified else "NOT VERIFIED"

@@ -262,7 +262,7 @@ def on_passages(service: AnswerService, passages: list[RetrievedPassage]) -> Ans
     return AnswerService(
         retriever=FixedPassages(passages), llm=s.llm, settings=s._settings,
         params=s._params.model_copy(update={"temperature": 0.0}),
-        safety=s._safety, fallback=None, library_is_empty=s._library_is_empty,
+        safety=s._safety, fallback=None, library_is_empty=s._library_is_empty, selector=s._selector,
     )
 
 
@@ -272,6 +272,8 @@ def differences(a: Answer, b: Answer) -> list[Difference]:
         ("refusal", a.refusal.reason if a.refusal else "—", b.refusal.reason if b.refusal else "—"),
         ("escalation", a.escalation.level if a.escalation else "—", b.escalation.level if b.escalation else "—"),
         ("grounded", a.grounded, b.grounded),
+        ("summary shown (verified)", a.summary_shown, b.summary_shown),
+        ("guideline sentences quoted", len(a.quotes), len(b.quotes)),
         ("verified citations", _verified(a), _verified(b)),
         ("format valid first time", a.format_valid, b.format_valid),
         ("prompt tokens", a.tokens.prompt, b.tokens.prompt),

@@ -1,8 +1,9 @@
 """CLI: `python -m core.eval CASES.jsonl --out RESULTS.jsonl` runs each case through the answer
 pipeline of the configured data folder (`CQA_DATA_DIR`) and prints a summary table.
 
-A case is one JSON line: {"id", "question", "expect": "answer"|"refuse"|"escalate", "sources": [{"file", "page"}]}.
-Each result line is the `Answer` JSON plus the case's `id`, `expect` and `sources`.
+A case is one JSON line: {"id", "question", "expect": "answer"|"refuse"|"escalate",
+"sources": [{"file", "page", "section"}], "facts": ["0.5 mg", ...]}. Each result line is the `Answer`
+JSON plus the case's `id`, `expect`, `sources` and `facts`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError  # noqa: E402
 
 from core.answers import Answer  # noqa: E402
 from core.errors import CQAError  # noqa: E402
+from core.facts import contains_fact, section_matches  # noqa: E402
 from core.llm import AdapterChoice  # noqa: E402
 from core.pipeline import AskOptions  # noqa: E402
 from core.prompt_store import prompt_store_for  # noqa: E402
@@ -53,6 +55,7 @@ def resolve_adapter(name: str, scale: float, settings: Settings) -> AdapterChoic
 class SourceRef(BaseModel):
     file: str = Field(description="File name of the guideline that holds the answer.")
     page: int | None = Field(default=None, description="Page that holds it; unset = any page.")
+    section: str | None = Field(default=None, description="Heading of the section that holds it; unset = any.")
 
 
 class EvalCase(BaseModel):
@@ -60,6 +63,7 @@ class EvalCase(BaseModel):
     question: str
     expect: Expectation
     sources: list[SourceRef] = Field(default_factory=list)
+    facts: list[str] = Field(default_factory=list, description="Strings a correct answer must contain (any one).")
 
 
 def load_cases(path: Path) -> list[EvalCase]:
@@ -84,7 +88,7 @@ def parse_cases(text: str, name: str) -> list[EvalCase]:
 def case_result(case: EvalCase, answer: Answer) -> dict[str, Any]:
     """One result line: the `Answer` JSON plus the case's `id`, `expect` and `sources`."""
     return {**answer.model_dump(mode="json"), "id": case.id, "expect": case.expect,
-            "sources": [s.model_dump() for s in case.sources]}
+            "sources": [s.model_dump() for s in case.sources], "facts": case.facts}
 
 
 def retrieval_hit(result: dict[str, Any]) -> bool:
@@ -93,6 +97,26 @@ def retrieval_hit(result: dict[str, Any]) -> bool:
         r.get("document") == s["file"] and (s.get("page") is None or r.get("page") == s["page"])
         for s in result.get("sources") or [] for r in result.get("retrieved") or []
     )
+
+
+def _at(result: dict[str, Any], n: int) -> bool:
+    """A passage from the expected file (and page and section, when given) is among the first `n` retrieved."""
+    return any(
+        r.get("document") == s["file"] and (s.get("page") is None or r.get("page") == s["page"])
+        and (not s.get("section") or section_matches(str(r.get("section") or "").split(" › "), str(s["section"])))
+        for s in result.get("sources") or [] for r in (result.get("retrieved") or [])[:n]
+    )
+
+
+def cites_expected_document(result: dict[str, Any]) -> bool:
+    files = {s["file"] for s in result.get("sources") or []}
+    return any(c.get("verified") and c.get("document") in files for c in result.get("citations") or [])
+
+
+def fact_present(result: dict[str, Any]) -> bool:
+    """One of the case's facts is in the answer the clinician is shown."""
+    shown = result.get("text") or ""
+    return result.get("status") in ("answered", "escalated") and any(contains_fact(shown, f) for f in result.get("facts") or [])
 
 
 def _rate(hits: int, total: int) -> float:
@@ -109,9 +133,18 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, float]:
     answered = [r for r in results if r["status"] == "answered"]
     generated = [r for r in results if model_was_asked(r)]
     latencies = pd.Series([float(r.get("timings", {}).get("total_s", 0.0)) for r in results], dtype=float)
+    answerable = [r for r in results if r["expect"] == "answer"]
+    with_facts = [r for r in answerable if r.get("facts")]
     return {
         "n": float(len(results)),
         "retrieval_hit_rate@k": _rate(sum(retrieval_hit(r) for r in with_sources), len(with_sources)),
+        "retrieval_hit@1": _rate(sum(_at(r, 1) for r in with_sources), len(with_sources)),
+        "retrieval_hit@5": _rate(sum(_at(r, 5) for r in with_sources), len(with_sources)),
+        "answerable_verified_right_doc": _rate(
+            sum(r["status"] == "answered" and bool(r.get("grounded")) and cites_expected_document(r) for r in answerable),
+            len([r for r in answerable if r.get("sources")])),
+        "expected_fact_present": _rate(sum(fact_present(r) for r in with_facts), len(with_facts)),
+        "summary_shown_rate": _rate(sum(bool(r.get("summary_shown")) for r in answered), len(answered)),
         "verified_citation_rate": _rate(sum(bool(r.get("grounded")) for r in answered), len(answered)),
         "format_valid_rate": _rate(sum(bool(r.get("format_valid", True)) for r in generated), len(generated)),
         "refusal_accuracy": _rate(status_of("refuse", "refused"), expected["refuse"]),
@@ -141,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", help="LoRA adapter: a name in <data dir>/adapters or data/adapters, or a .gguf path.")
     parser.add_argument("--scale", type=float, help="Adapter scale (with --adapter).")
     parser.add_argument("--prompt", help="Stored prompt version (default: the active one).")
+    parser.add_argument("--no-summary", action="store_true",
+                        help="Evidence-first answers without the model's summary (the quotes alone; fast).")
     args = parser.parse_args(argv)
     if args.scale is not None and args.adapter is None:
         print("error: --scale needs --adapter.", file=sys.stderr)
@@ -166,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = prompt_store_for(services.settings)
         prompt = store.get(args.prompt).template if args.prompt else store.active()
-        options = AskOptions(prompt=prompt, adapter=adapter)
+        options = AskOptions(prompt=prompt, adapter=adapter, summary=not args.no_summary)
         answers = build_answer_service(services)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("w", encoding="utf-8") as out:

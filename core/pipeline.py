@@ -1,5 +1,9 @@
-"""Question → safety hook → hybrid retrieval → evidence gate → prompt → generation → parse →
-citation verification → `Answer`.
+"""Question → safety hook → hybrid retrieval + rerank → evidence gate → answer sentences (verbatim
+quotes) → prompt → generation of a summary → parse → citation verification → `Answer`.
+
+The answer is the guideline's own sentences (`core.evidence`); the model's summary goes on top only
+when every sentence of it verifies against the passages it cites. So an answer never depends on the
+small model writing well, and the model never replaces the quotes.
 
 `AnswerService.run()` returns an `AnswerRun`: iterate it for the model's text as it streams (a
 preview), then read `.answer`, the verified result that the UI renders in place of the preview.
@@ -19,12 +23,15 @@ from core.answers import (
     AdapterRef,
     Answer,
     Citation,
+    Quote,
     Refusal,
     RetrievedRef,
+    SentenceCheck,
     TokenUsage,
 )
 from core.citations import SUPPORT_THRESHOLD, verify
 from core.errors import CQAError, LLMUnavailableError
+from core.evidence import EvidenceSelector
 from core.llm import AdapterChoice, ChatMessage, GenerationParams, LLMBackend
 from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, RETRY_REMINDER, PromptTemplate, build_messages
 from core.relevance import unaddressed_terms
@@ -42,6 +49,14 @@ NO_EVIDENCE_MESSAGE = (
 MODEL_DECLINED_MESSAGE = (
     "No answer could be drafted from the guideline passages found, so none is given. They may still "
     "cover your question: read the closest sections below, or consult a senior colleague or specialist."
+)
+# The evidence gate passed but no sentence of the passages scores as an answer.
+NO_ANSWER_SENTENCE_MESSAGE = (
+    "No sentence of the guideline passages found answers this question, so no answer is given. They may "
+    "still be relevant: read the closest sections below, or consult a senior colleague or specialist."
+)
+SUMMARY_NOT_SHOWN = (
+    "The model's summary did not verify against the passages, so only the guidelines' own sentences are shown."
 )
 INVALID_OUTPUT_MESSAGE = (
     "The model's answer could not be checked against the guidelines, so it is not shown. "
@@ -69,6 +84,7 @@ class AskOptions(BaseModel):
     adapter: AdapterChoice | None = None
     prompt: PromptTemplate = Field(default_factory=lambda: BUILTIN_PROMPT)
     top_k: int | None = None
+    summary: bool = Field(default=True, description="Ask the model for a summary above the quotes.")
 
 
 @dataclass
@@ -77,6 +93,9 @@ class AnswerRun:
 
     _steps: Iterator[str]
     answer: Answer | None = None
+    evidence: Answer | None = field(
+        default=None, metadata={"doc": "The quote-only answer, set before the model starts (show it at once)."}
+    )
     _done: bool = field(default=False)
 
     def __iter__(self) -> Iterator[str]:
@@ -113,6 +132,7 @@ class AnswerService:
         safety: SafetyRules | None = None,
         fallback: Callable[[], LLMBackend] | None = None,
         library_is_empty: Callable[[], bool] = lambda: False,
+        selector: EvidenceSelector | None = None,
     ) -> None:
         self._retriever = retriever
         self._llm = llm
@@ -121,6 +141,7 @@ class AnswerService:
         self._safety = safety or NoSafetyRules()
         self._fallback = fallback
         self._library_is_empty = library_is_empty
+        self._selector = selector
 
     @property
     def llm(self) -> LLMBackend:
@@ -180,14 +201,41 @@ class AnswerService:
         base.timings.retrieve_s = round(time.perf_counter() - t0, 3)
         base.retrieved = [_ref(p) for p in passages]
         evidence = [p for p in passages if (p.similarity or 0.0) >= self._settings.min_passage_similarity]
+        urgent = decision.escalation.message if decision.escalation else None
         if not passages or max(p.similarity or 0.0 for p in passages) < self._settings.evidence_threshold:
             answer = self._refuse(base, "no_evidence", NO_EVIDENCE_MESSAGE, passages)
-        else:
-            urgent = decision.escalation.message if decision.escalation else None
+        elif self._selector is None:
             answer = yield from self._generate(base, question, evidence[: self._settings.max_passages], opts, urgent)
+        else:
+            answer = yield from self._evidence_first(run, base, query, question, evidence, opts, urgent, decision)
         if decision.escalation:
             answer = _escalate(answer, decision)
         run.answer = self._finish(answer, started)
+
+    def _evidence_first(
+        self, run: AnswerRun, base: Answer, query: str, question: str, evidence: list[RetrievedPassage],
+        opts: AskOptions, urgent: str | None, decision: SafetyDecision,
+    ) -> Generator[str, None, Answer]:
+        assert self._selector is not None
+        t0 = time.perf_counter()
+        scored = self._selector.rescore(query, self._selector.embed_query(query), evidence)
+        quotes = self._selector.select(query, scored)
+        if quotes:
+            quoted = [evidence[q.n - 1] for q in quotes]
+            cited = [f"{p.title} {p.section_label}\n{p.text}" for p in quoted]
+            if unaddressed_terms(query, " ".join(q.sentence for q in quotes), cited):
+                quotes = []  # the best sentences are about something else: not an answer
+        base.timings.select_s = round(time.perf_counter() - t0, 3)
+        if not quotes:
+            return self._refuse(base, "no_evidence", NO_ANSWER_SENTENCE_MESSAGE, evidence)
+        quoted_answer = _quoted(base, quotes, evidence)
+        run.evidence = _escalate(quoted_answer, decision) if decision.escalation else quoted_answer
+        if not opts.summary:
+            return quoted_answer
+        yield ""  # lets a UI show `run.evidence` now, before the model has written anything
+        summary = yield from self._generate(base.model_copy(deep=True), question,
+                                            evidence[: self._settings.max_passages], opts, urgent)
+        return _with_summary(quoted_answer, summary)
 
     def _generate(
         self, base: Answer, question: str, passages: list[RetrievedPassage], opts: AskOptions, urgent: str | None = None
@@ -278,6 +326,59 @@ def _escalate(answer: Answer, decision: object) -> Answer:
     assert isinstance(decision, SafetyDecision) and decision.escalation is not None
     text = decision.escalation.message + ("\n\n" + answer.text if answer.status == "answered" else "")
     return answer.model_copy(update={"status": "escalated", "escalation": decision.escalation, "text": text})
+
+
+def _quote_text(quotes: list[Quote]) -> str:
+    return "\n".join(f"“{q.sentence.strip()}” [{q.n}]" for q in quotes)
+
+
+def _quoted(base: Answer, quotes: list[Quote], passages: list[RetrievedPassage]) -> Answer:
+    """The answer made of verbatim guideline sentences: grounded by construction (each is the exact
+    span `text[char_start:char_end]` of the passage it cites)."""
+    citations: dict[int, Citation] = {}
+    for q in quotes:
+        p = passages[q.n - 1]
+        assert p.text[q.char_start : q.char_end] == q.sentence
+        if q.n not in citations:
+            citations[q.n] = Citation(
+                n=q.n, document=p.file_name, doc_id=p.doc_id, title=p.title, page=p.page, section=p.section_label,
+                chunk_id=p.chunk_id, quote=q.sentence, verified=True, issuer=p.issuer, version=p.version,
+            )
+    checks = [SentenceCheck(text=q.sentence, citations=[q.n], supported=True, score=1.0) for q in quotes]
+    return base.model_copy(update={
+        "status": "answered", "text": _quote_text(quotes), "quotes": quotes, "citations": list(citations.values()),
+        "sentences": checks, "grounded": True, "warnings": list(base.warnings),
+    })
+
+
+def _with_summary(quoted: Answer, summary: Answer) -> Answer:
+    """The quotes, with the model's summary on top only when it is grounded."""
+    update: dict[str, object] = {
+        "summary": summary.text if summary.status == "answered" else "", "tokens": summary.tokens,
+        "format_valid": summary.format_valid, "retries": summary.retries, "model": summary.model,
+        "backend": summary.backend,
+        "timings": quoted.timings.model_copy(update={
+            "generate_s": summary.timings.generate_s, "ttft_s": summary.timings.ttft_s}),
+    }
+    notes = list(dict.fromkeys([*quoted.warnings, *summary.warnings]))
+    if summary.status == "answered" and summary.grounded:
+        citations = {c.n: c for c in quoted.citations}
+        for c in summary.citations:
+            citations.setdefault(c.n, c)
+        update.update({
+            "summary_shown": True, "text": f"{summary.text}\n\n{quoted.text}",
+            "citations": [citations[n] for n in sorted(citations)],
+            "sentences": [*summary.sentences, *quoted.sentences], "warnings": notes,
+        })
+    else:
+        # Warnings about the summary's sentences do not apply: it is not shown.
+        warnings = [w for w in notes if not w.startswith(("Not every sentence", "The cited passages do not mention"))]
+        if summary.refusal and summary.refusal.reason == "model_unavailable":
+            warnings.append(f"{summary.refusal.message} The guidelines' own sentences are shown.")
+        elif summary.status == "answered":
+            warnings.append(SUMMARY_NOT_SHOWN)
+        update["warnings"] = warnings
+    return quoted.model_copy(update=update)
 
 
 def _ref(p: RetrievedPassage) -> RetrievedRef:

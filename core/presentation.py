@@ -5,16 +5,18 @@ from __future__ import annotations
 import html
 import re
 
-from core.answers import Answer
+from core.answers import Answer, SentenceCheck
 from core.pipeline import PII_WARNING, Turn
 
 _MARK = re.compile(r"\s*\[(?:source|passage)?\s*\d+(?:\s*[,–-]\s*\d+)*\]", re.IGNORECASE)
 
 
 def answer_html(answer: Answer) -> str:
-    """Sentences with their citation markers; an unsupported sentence is highlighted with the reason."""
+    """Sentences with their citation markers; an unsupported sentence is highlighted with the reason.
+    With quotes, only the model's summary (the sentences before the quotes) is rendered here."""
     parts = []
-    for s in answer.sentences:
+    sentences = summary_sentences(answer) if answer.quotes else answer.sentences
+    for s in sentences:
         marks = "".join(f"<sup>[{n}]</sup>" for n in s.citations)
         text = html.escape(_MARK.sub("", s.text).strip())
         if s.supported:
@@ -23,6 +25,43 @@ def answer_html(answer: Answer) -> str:
             why = html.escape("; ".join(s.problems) or "not supported by the cited passage")
             parts.append(f"<span style='background:#fff3cd' title='{why}'>⚠ {text} {marks} <em>(unverified: {why})</em></span>")
     return " ".join(parts) if parts else html.escape(answer.text)
+
+
+def summary_sentences(answer: Answer) -> list[SentenceCheck]:
+    """The sentences of the model's summary (shown only when it verified)."""
+    if not answer.summary_shown:
+        return []
+    return answer.sentences[: len(answer.sentences) - len(answer.quotes)]
+
+
+def quote_label(answer: Answer, n: int) -> str:
+    """"[2] Anaphylaxis: emergency treatment › 3.1 Adrenaline · page 4"."""
+    c = next((c for c in answer.citations if c.n == n), None)
+    if c is None:
+        return f"[{n}]"
+    page = f" · page {c.page}" if c.page else ""
+    return f"[{n}] {c.title} › {c.section}{page}"
+
+
+def quotes_html(answer: Answer) -> str:
+    """The answer's guideline sentences as block quotes, each with its citation."""
+    return "".join(
+        "<blockquote style='border-left:3px solid #0b5cad;margin:.3em 0;padding:.1em .7em'>"
+        f"{html.escape(q.sentence.strip())}<br><small><b>{html.escape(quote_label(answer, q.n))}</b></small></blockquote>"
+        for q in answer.quotes
+    )
+
+
+def highlight_spans(passage: str, spans: list[tuple[int, int]]) -> str:
+    """The passage as HTML with the exact character spans marked (the quoted sentences)."""
+    out, at = [], 0
+    for start, end in sorted(spans):
+        if start < at or end > len(passage):
+            continue
+        out += [html.escape(passage[at:start]), f"<mark>{html.escape(passage[start:end])}</mark>"]
+        at = end
+    out.append(html.escape(passage[at:]))
+    return "".join(out)
 
 
 def highlight(passage: str, quote: str) -> str:

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.catalog import Catalog
 from core.embedding import Embedder, cosine
 from core.schema import RetrievedPassage
 from core.settings import RetrievalSettings
 from core.store import ChunkFilter, ChunkStore, SearchHit, index_text
 
+if TYPE_CHECKING:
+    from core.evidence import EvidenceSelector
+
 
 class Retriever:
-    def __init__(self, store: ChunkStore, embedder: Embedder, catalog: Catalog, settings: RetrievalSettings) -> None:
+    """Hybrid search, then (with an `EvidenceSelector`) a reranking of the top candidates so that the
+    section holding the answer comes first."""
+
+    def __init__(self, store: ChunkStore, embedder: Embedder, catalog: Catalog, settings: RetrievalSettings,
+                 reranker: EvidenceSelector | None = None) -> None:
         self._store = store
         self._embedder = embedder
         self._catalog = catalog
         self._settings = settings
+        self.reranker = reranker
 
     def retrieve(
         self,
@@ -36,25 +46,28 @@ class Retriever:
             searchable = [d for d in searchable if d in set(doc_ids)]
         if not searchable:
             return []
+        k = k or self._settings.top_k
         vector = self._embedder.embed_query(query)
         where = ChunkFilter(doc_ids=searchable, issuer=issuer or None, specialty=specialty or None)
-        hits = self._store.search(query, vector, k or self._settings.top_k, where)
-        return self._with_similarity(hits, vector)
+        if self.reranker is None:
+            return self._with_similarity(self._store.search(query, vector, k, where), vector)
+        hits = self._store.search(query, vector, max(k, self.reranker.candidates), where)
+        ranked = self.reranker.rank(query, vector, [_passage(h, None) for h in hits])
+        return [s.passage.model_copy(update={"similarity": round(s.passage_cos, 4), "rerank_score": round(s.score, 4)})
+                for s in ranked[:k]]
 
     def _with_similarity(self, hits: list[SearchHit], query_vector: list[float]) -> list[RetrievedPassage]:
         # RRF scores rank but do not measure relevance; the evidence gate needs a calibrated
         # cosine, so the few returned passages are re-embedded (cheap at k <= 10).
         texts = [index_text(h.chunk.title, h.chunk.section, h.chunk.text) for h in hits]
         vectors = self._embedder.embed(texts) if texts else []
-        passages = []
-        for hit, vec in zip(hits, vectors, strict=True):
-            c = hit.chunk
-            passages.append(
-                RetrievedPassage(
-                    chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, file_name=c.file_name,
-                    issuer=c.issuer, version=c.version, effective_date=c.effective_date, specialty=c.specialty,
-                    page=c.page, section=c.section, text=c.text,
-                    score_kind="rrf", score=hit.score, similarity=round(cosine(query_vector, vec), 4),
-                )
-            )
-        return passages
+        return [_passage(hit, round(cosine(query_vector, vec), 4)) for hit, vec in zip(hits, vectors, strict=True)]
+
+
+def _passage(hit: SearchHit, similarity: float | None) -> RetrievedPassage:
+    c = hit.chunk
+    return RetrievedPassage(
+        chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, file_name=c.file_name,
+        issuer=c.issuer, version=c.version, effective_date=c.effective_date, specialty=c.specialty,
+        page=c.page, section=c.section, text=c.text, score_kind="rrf", score=hit.score, similarity=similarity,
+    )

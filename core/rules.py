@@ -46,7 +46,7 @@ from core.rule_text import (
     stem,
     words_of,
 )
-from core.safety import RuleMatch, SafetyDecision
+from core.safety import RuleMatch, SafetyDecision, SafetyRules
 from core.settings import REPO_ROOT, Settings
 
 BUNDLED_RULES_DIR = REPO_ROOT / "data" / "rules"
@@ -553,6 +553,25 @@ class RuleSet:
             ))
         return _Context(contexts, self._neg_before, self._neg_after, self.config.negation_window)
 
+    CUE_NAMES = ("negation_cue", "history_cue", "current_cue", "presents_someone", "guideline_question", "question_mark")
+
+    def cues(self, message: str) -> list[float]:
+        """The message's cues in the rules' own vocabulary (config.yaml), as 0/1 features for the learned
+        layer of the screen: an embedding barely tells "no chest pain" from "chest pain"."""
+        text = basic_normalise(message)
+        sentences = self._context(message).sentences
+        return [
+            float(bool(self._neg_before.search(text))), float(bool(self._history.search(text))),
+            float(bool(self._current.search(text))),
+            float(any(self._presents(c.sentence.surface) for c in sentences)),
+            float(not any(c.presentation for c in sentences)), float(message.strip().endswith("?")),
+        ]
+
+    def is_guideline_question(self, message: str) -> bool:
+        """The message reads as a question about guidance and presents nobody ("What is the first-line
+        treatment for DKA?"): the learned layer of the screen does not escalate it (core.triage)."""
+        return not any(c.presentation for c in self._context(message).sentences)
+
     def check(self, message: str) -> SafetyDecision:
         ctx = self._context(message)
         fired = [(c, clause) for c in self._compiled if (clause := _firing_clause(c, ctx)) is not None]
@@ -609,10 +628,11 @@ class RuleSet:
                 ))
         return results
 
-    def evaluate(self, cases: list[SafetyCase]) -> SafetyReport:
+    def evaluate(self, cases: list[SafetyCase], screen: SafetyRules | None = None) -> SafetyReport:
+        """Score `cases` with these rules, or with a whole `screen` built on them (core.triage)."""
         results = []
         for case in cases:
-            decision = self.check(case.message)
+            decision = (screen or self).check(case.message)
             got = outcome(decision)
             results.append(CaseResult(
                 id=case.id, message=case.message, expect=case.expect, got=got, passed=got == case.expect,

@@ -79,6 +79,9 @@ class RetrievedPassage(BaseModel):
     similarity: float | None = Field(
         default=None, description="Dense cosine similarity to the query, used by the evidence gate."
     )
+    rerank_score: float | None = Field(
+        default=None, description="Passage reranker probability that it holds the answer (core.evidence)."
+    )
 
     @property
     def section_label(self) -> str:

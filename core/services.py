@@ -11,14 +11,17 @@ from dataclasses import dataclass
 
 from core.catalog import Catalog
 from core.embedding import Embedder, HashingEmbedder
+from core.evidence import EVIDENCE_MODEL, EvidenceModel, EvidenceSelector
 from core.library import GuidelineLibrary, RecoveryReport
 from core.llm import LLMBackend, build_llm, default_params
 from core.locking import WriterLock
 from core.pipeline import AnswerService
 from core.retrieval import Retriever
 from core.rules import load_rules
+from core.schema import RetrievedPassage
 from core.settings import Settings
-from core.store import ChunkStore, InMemoryStore, MilvusChunkStore, local_uri
+from core.store import ChunkStore, InMemoryStore, MilvusChunkStore, StoredChunk, local_uri
+from core.triage import build_screen
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see STACK.md: torch + llama.cpp contention
 
@@ -56,6 +59,7 @@ class Services:
     library: GuidelineLibrary
     retriever: Retriever
     recovery: RecoveryReport
+    selector: EvidenceSelector | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -74,8 +78,39 @@ def build_services(settings: Settings | None = None, *, embedder: Embedder | Non
         uploads_dir=settings.uploads_dir, writer_lock=WriterLock(settings.data_dir / "ingest.lock"), embed_batch=settings.ingest.embed_batch,
     )
     recovery = library.recover()
-    retriever = Retriever(store, embedder, catalog, settings.retrieval)
-    return Services(settings, embedder, store, catalog, library, retriever, recovery)
+    selector = build_selector(settings, embedder)
+    retriever = Retriever(store, embedder, catalog, settings.retrieval, reranker=selector)
+    return Services(settings, embedder, store, catalog, library, retriever, recovery, selector)
+
+
+def warm_evidence_cache(services: Services, max_chunks: int = 5000) -> int:
+    """Embed the sentences of every active passage now (libraries up to `max_chunks` chunks), so the first
+    questions are as fast as the rest. Returns how many passages were cached; run it off the request path."""
+    if services.selector is None:
+        return 0
+    try:
+        passages = []
+        for doc_id in services.catalog.active_ids():
+            passages += [_as_passage(c) for c in services.library.chunks(doc_id)]
+            if len(passages) > max_chunks:
+                return 0
+        for start in range(0, len(passages), 64):
+            services.selector.cache.warm(passages[start : start + 64])
+    except Exception:  # noqa: BLE001 - a warm-up only saves time; the store may close under it at shutdown
+        return 0
+    return len(passages)
+
+
+def _as_passage(c: StoredChunk) -> RetrievedPassage:
+    return RetrievedPassage(chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, file_name=c.file_name, page=c.page,
+                            section=c.section, text=c.text, score_kind="rrf", score=0.0)
+
+
+def build_selector(settings: Settings, embedder: Embedder) -> EvidenceSelector | None:
+    """The passage reranker and answer-sentence scorer (off: plain hybrid search, model-written answers)."""
+    if not settings.answer.evidence_first:
+        return None
+    return EvidenceSelector(embedder, EvidenceModel.load(settings.answer.evidence_model or EVIDENCE_MODEL))
 
 
 def build_answer_service(services: Services, llm: LLMBackend | None = None) -> AnswerService:
@@ -91,5 +126,6 @@ def build_answer_service(services: Services, llm: LLMBackend | None = None) -> A
         fallback = lambda: build_llm(embedded)  # noqa: E731 - loaded only if Ollama fails
     return AnswerService(
         retriever=services.retriever, llm=llm, settings=settings.answer, params=default_params(settings.llm),
-        safety=load_rules(settings), fallback=fallback, library_is_empty=services.library.is_empty,
+        safety=build_screen(settings, load_rules(settings), services.embedder), fallback=fallback, library_is_empty=services.library.is_empty,
+        selector=services.selector,
     )

@@ -80,6 +80,14 @@ class AnswerSettings(BaseModel):
     min_passage_similarity: float = Field(
         default=0.30, description="Passages below this similarity are not given to the model."
     )
+    evidence_first: bool = Field(
+        default=True,
+        description="Rerank passages and answer with verbatim guideline sentences, the model's summary on top "
+        "only when it verifies (core.evidence). Off: the model writes the answer (the checks stay).",
+    )
+    evidence_model: Path | None = Field(
+        default=None, description="Evidence scorers file; unset = data/answering/evidence_model.json."
+    )
 
 
 class AuditSettings(BaseModel):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import streamlit as st
+from collections.abc import Iterator
 
-from core.answers import Answer
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+from core.answers import Answer, Escalation
 from core.audit import FEEDBACK_REASONS, AuditWriteError
-from core.presentation import answer_html, highlight, split_warnings, usage_caption
+from core.pipeline import AnswerRun
+from core.presentation import answer_html, highlight, highlight_spans, quotes_html, split_warnings, usage_caption
 from pages.common import audit_log, current_user, services
 
 
@@ -26,8 +30,13 @@ def render_sources(answer: Answer, key: str) -> None:
             st.markdown(f"**[{c.n}] {c.title}** · {c.section}{page} · {badge}")
             st.caption(f"{c.document} · version {c.version or '—'} · {c.issuer or 'issuer unknown'}")
             chunk = lib.passage(c.chunk_id)
-            st.markdown(f"<div style='border-left:3px solid #0b5cad;padding-left:.6em'>"
-                        f"{highlight(chunk.text if chunk else c.quote, c.quote)}</div>", unsafe_allow_html=True)
+            spans = [(q.char_start, q.char_end) for q in answer.quotes if q.chunk_id == c.chunk_id]
+            if chunk and spans:  # the exact sentences quoted as the answer
+                body = highlight_spans(chunk.text, spans)
+            else:
+                body = highlight(chunk.text if chunk else c.quote, c.quote)
+            st.markdown(f"<div style='border-left:3px solid #0b5cad;padding-left:.6em'>{body}</div>",
+                        unsafe_allow_html=True)
             _original_button(c.doc_id, page, f"{key}_src_{c.n}")
 
 
@@ -41,9 +50,16 @@ def render_nearest(answer: Answer, key: str) -> None:
             _original_button(r.doc_id, page, f"{key}_near_{i}")
 
 
+def render_escalation(escalation: Escalation) -> None:
+    """The urgent-care text, then which layer of the screen raised it and on what words or values."""
+    st.error(escalation.message, icon=":material/emergency:")
+    if escalation.explanation:
+        st.caption(f"Why: {escalation.explanation} ({escalation.layer} layer)")
+
+
 def render_answer(answer: Answer, key: str) -> None:
     if answer.escalation:
-        st.error(answer.escalation.message, icon=":material/emergency:")
+        render_escalation(answer.escalation)
     if answer.refusal and answer.refusal.reason == "needs_clarification":
         st.info(answer.refusal.message, icon=":material/help:")
     elif answer.status == "refused" and answer.refusal:
@@ -51,6 +67,9 @@ def render_answer(answer: Answer, key: str) -> None:
         if answer.nearest:
             st.markdown("**Closest guideline sections:**")
             render_nearest(answer, key)
+    elif answer.status in ("answered", "escalated") and answer.quotes:
+        render_quotes(answer)
+        render_sources(answer, key)
     elif answer.status in ("answered", "escalated") and answer.sentences:
         if answer.grounded:
             st.success("Grounded: every sentence is supported by the passage it cites.", icon=":material/verified:")
@@ -65,6 +84,28 @@ def render_answer(answer: Answer, key: str) -> None:
     for w in minor:
         st.caption(f"⚠ {w}")
     st.caption(usage_caption(answer))
+
+
+def render_quotes(answer: Answer) -> None:
+    """The verified summary (if any) above the guideline sentences that answer, verbatim."""
+    if answer.summary_shown:
+        st.success("Summary verified against the cited passages.", icon=":material/verified:")
+        st.markdown(answer_html(answer), unsafe_allow_html=True)
+    st.markdown("**From your guidelines** (verbatim):")
+    st.markdown(quotes_html(answer), unsafe_allow_html=True)
+
+
+def show_quotes_first(run: AnswerRun, slot: DeltaGenerator) -> Iterator[str]:
+    """Stream the model's draft, but show the quote-only answer in `slot` as soon as it exists (before
+    the model writes a word): the clinician reads the guideline's sentences while the summary is drafted."""
+    shown = False
+    for piece in run:
+        if run.evidence is not None and not shown:
+            shown = True
+            with slot.container():
+                render_quotes(run.evidence)
+                st.caption("Drafting a summary… (shown only if it verifies against the sources)")
+        yield piece
 
 
 def record_answer(answer: Answer) -> int | None:

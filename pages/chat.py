@@ -11,7 +11,7 @@ from core.errors import CQAError
 from core.pipeline import AskOptions
 from core.presentation import history
 from core.prompt_store import prompt_store_for
-from pages.answer_view import feedback_widget, record_answer, render_answer
+from pages.answer_view import feedback_widget, record_answer, render_answer, render_escalation, show_quotes_first
 from pages.common import adapter_picker, answer_service, current_user, ollama_status, require_role, services
 
 require_role("admin", "clinician")
@@ -72,16 +72,18 @@ if question:
         early = st.empty()
         decision = answers.screen(question)
         if decision.escalation:  # urgent-care text first, before any retrieval or generation
-            early.error(decision.escalation.message, icon=":material/emergency:")
+            with early.container():
+                render_escalation(decision.escalation)
         try:
             prompt = prompts.active() if prompt_choice == "(active)" else prompts.get(prompt_choice).template
             run = answers.run(question, earlier, AskOptions(prompt=prompt, adapter=adapter))
-            preview = st.empty()
+            quotes, preview = st.empty(), st.empty()
             with preview.container():
-                st.caption("Drafting from the guidelines… (checked against the sources before it is shown)")
-                st.write_stream(run)
+                st.caption("Searching the guidelines…")
+                st.write_stream(show_quotes_first(run, quotes))
             preview.empty()
             answer = run.result()
+            quotes.empty()
         except CQAError as exc:
             st.error(str(exc))
             turn["error"] = str(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import streamlit as st
@@ -14,8 +15,9 @@ from core.llm import AdapterChoice, LLMBackend
 from core.pipeline import AnswerService
 from core.rules import rules_dir
 from core.schema import RetrievedPassage
-from core.services import Services, build_answer_service, build_services
+from core.services import Services, build_answer_service, build_services, warm_evidence_cache
 from core.settings import Settings
+from core.triage import classifier_path
 from core.users import Role, UserStore
 
 
@@ -27,7 +29,10 @@ def _close(value: tuple[Services, FirstStart]) -> None:
 def _services(data_dir: str) -> tuple[Services, FirstStart]:
     # Keyed by data folder so tests (and a second corpus) never share an instance by accident.
     services = build_services(Settings(data_dir=data_dir))
-    return services, first_start(services.settings, services.library)
+    started = first_start(services.settings, services.library)
+    # Answer sentences are embedded once per passage: do it now, off the request path.
+    threading.Thread(target=warm_evidence_cache, args=(services,), daemon=True, name="evidence-cache").start()
+    return services, started
 
 
 def services() -> Services:
@@ -55,7 +60,8 @@ def _answer_service(data_dir: str, backend: str, ollama_model: str, rules_versio
 def rules_stamp(settings: Settings) -> str:
     """Changes whenever a rules file changes (cheap: file names, sizes and times)."""
     folder = rules_dir(settings)
-    return "|".join(f"{p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in sorted(folder.glob("*.yaml")))
+    files = [*sorted(folder.glob("*.yaml")), classifier_path(settings)]  # a retrained classifier counts too
+    return "|".join(f"{p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in files if p.exists())
 
 
 def answer_service(ollama_model: str | None = None) -> AnswerService:

@@ -72,11 +72,21 @@ def show_side(title: str, config: str, answer: Answer) -> None:
     st.caption(config)
     if answer.escalation:
         st.error(f"Escalated ({answer.escalation.level}): {answer.escalation.message}")
+        if answer.escalation.explanation:
+            st.caption(f"Why: {answer.escalation.explanation} ({answer.escalation.layer} layer)")
     if answer.status == "refused" and answer.refusal and answer.refusal.reason == "model_unavailable":
         st.error(f"This side's model could not answer: {answer.refusal.message}")
         return
     if answer.status == "refused" and answer.refusal:
         st.warning(f"Refused ({answer.refusal.reason.replace('_', ' ')})")
+    elif answer.quotes:
+        if answer.summary_shown:
+            st.success("Summary verified: shown above the guideline sentences.")
+        else:
+            st.warning("Summary not shown (it did not verify): the guideline sentences alone answer.")
+            if answer.summary:
+                with st.expander("Unverified model summary (for comparing configurations, never shown as an answer)"):
+                    st.caption(answer.summary)
     elif answer.grounded:
         st.success("Grounded: every sentence is supported by its cited passage.")
     else:

@@ -8,7 +8,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.emergency_classifier import EmergencyClassifier, retrain
+from core.errors import CQAError
 from core.rules import SAFETY_CASES, RuleError, RuleSet, load_cases, read_sources, rules_dir, save_rule_file
+from core.triage import classifier_path
+from core.vitals import DEFAULT_VITALS_PATH
 from pages.common import require_role, services
 
 require_role("admin")
@@ -76,3 +80,40 @@ if c3.button("Save", key="rules_save", type="primary", disabled=st.session_state
         st.error(str(exc))
     else:
         st.success(f"Saved {path}. New answers use it once the answer service reloads the rules.")
+
+st.divider()
+st.subheader("The other layers of the emergency screen")
+st.caption("Every message passes the rules above, then the vital-signs thresholds, then the learned classifier; "
+           "the first layer that escalates is shown with the words or values that triggered it (docs/safety.md).")
+with st.expander("Vital-signs thresholds (data/triage/vitals.yaml, read-only here; sources in docs/vitals.md)"):
+    st.code(DEFAULT_VITALS_PATH.read_text(encoding="utf-8"), language="yaml")
+model_file = classifier_path(settings)
+try:
+    classifier = EmergencyClassifier.load(model_file)
+except CQAError as exc:
+    st.error(str(exc))
+else:
+    with st.expander(f"Learned classifier `{classifier.version}` (`{model_file.name}`)", expanded=False):
+        report = classifier.report
+        screen = report.get("cross_validated_screen", {})
+        st.markdown(
+            f"Trained on **{report.get('examples')}** messages ({report.get('emergencies')} emergencies, "
+            f"{report.get('non_urgent')} non-urgent) over **{report.get('categories')}** categories. Escalates at "
+            f"probability ≥ **{classifier.threshold}** (a single sentence of a longer message ≥ "
+            f"{classifier.sentence_threshold}); never on a message that reads as a guideline question. "
+            f"Cross-validated, the whole screen: recall {screen.get('recall')}, over-escalation {screen.get('over_escalation')}."
+        )
+        per_category = report.get("per_category")
+        if isinstance(per_category, dict):
+            st.dataframe(pd.DataFrame([{"category": k, **v} for k, v in per_category.items()]), hide_index=True,
+                         key="rules_classifier_categories")
+    if st.button("Retrain the classifier from the corpus and these rules' examples", key="rules_retrain"):
+        with st.spinner("Embedding the training messages and fitting the classifier (about a minute)…"):
+            try:
+                trained = retrain(services().embedder, folder, out=settings.data_dir / "triage" / "classifier.json")
+            except (CQAError, RuleError, OSError) as exc:
+                st.error(f"Retraining failed: {exc}")
+            else:
+                cv = trained.report.get("cross_validated_screen", {})
+                st.success(f"Retrained `{trained.version}`: threshold {trained.threshold}, cross-validated recall "
+                           f"{cv.get('recall')}, over-escalation {cv.get('over_escalation')}. New questions use it.")

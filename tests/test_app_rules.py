@@ -39,10 +39,24 @@ def test_admin_validates_broken_edit_and_runs_tests(_isolated_data_dir: Path) ->
     at.text_area(key="rules_text_escalation.yaml").input(original).run()
     at.button(key="rules_run").click().run()
     assert not at.exception, at.exception
-    results = at.dataframe[-1].value  # AppTest does not expose dataframe keys
+    # AppTest does not expose dataframe keys: the results table is the one with expect/got columns.
+    results = next(d.value for d in at.dataframe if "got" in d.value.columns)
     assert len(results) > 200 and {"expect", "got", "passed"} <= set(results.columns)
     assert not at.button(key="rules_save").disabled
 
     at.button(key="rules_save").click().run()
     saved = _isolated_data_dir / "rules" / "escalation.yaml"
     assert saved.is_file() and list(saved.parent.glob("escalation.yaml.bak-*"))
+
+
+def test_admin_sees_every_layer_of_the_screen_and_can_retrain_the_classifier(_isolated_data_dir: Path) -> None:
+    at = _page()
+    assert not at.exception, at.exception
+    assert any("vitals.yaml" in e.label for e in at.expander)
+    assert any("Learned classifier" in e.label for e in at.expander)
+    categories = next(d.value for d in at.dataframe if "recall" in d.value.columns)
+    assert len(categories) >= 80
+    at.button(key="rules_retrain").click().run(timeout=300)
+    assert not at.exception, at.exception
+    assert any("Retrained" in s.value for s in at.success), [e.value for e in at.error]
+    assert (_isolated_data_dir / "triage" / "classifier.json").is_file()

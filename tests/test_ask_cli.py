@@ -55,9 +55,15 @@ def test_ask_over_ollama_prints_the_answer_contract(
 
 
 def test_ask_with_ollama_down_says_so_without_traceback(library_env: dict[str, str]) -> None:
-    env = {**library_env, "CQA_OLLAMA_HOST": "http://127.0.0.1:9", "CQA_LLM__ALLOW_FALLBACK": "false",
-           "CQA_ANSWER__EVIDENCE_THRESHOLD": "0"}
-    done = _run(["core.ask", "adrenaline dose", "--backend", "ollama"], env)
+    env = {**library_env, "CQA_OLLAMA_HOST": "http://127.0.0.1:9", "CQA_LLM__ALLOW_FALLBACK": "false"}
+    question = "What IM adrenaline dose is given in anaphylaxis?"
+    # Evidence first: the guideline's sentences still answer; the unreachable server is a footnote.
+    done = _run(["core.ask", question, "--backend", "ollama"], env)
+    assert done.returncode == 0, done.stderr
+    assert "[answered]" in done.stdout and "0.5 mg" in done.stdout and "127.0.0.1:9" in done.stdout
+    assert "Traceback" not in done.stderr
+    # Model-written answers only: nothing can be answered, and it says why.
+    done = _run(["core.ask", question, "--backend", "ollama"], {**env, "CQA_ANSWER__EVIDENCE_FIRST": "false"})
     assert done.returncode == 0, done.stderr
     assert "[refused]" in done.stdout and "127.0.0.1:9" in done.stdout
     assert "Traceback" not in done.stderr

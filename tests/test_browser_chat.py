@@ -56,15 +56,19 @@ def test_clinician_sees_cited_answer_and_sources(app: RunningApp, browser_page: 
     expect(page.get_by_text("Decision support only, not a medical device")).to_be_visible()
     wait_idle(page)
     box = page.get_by_placeholder("Ask a question about your guidelines")
-    question = "What dose of adrenaline is given intramuscularly in anaphylaxis?"
+    question = "What is the adult IM adrenaline dose in anaphylaxis?"
     for _ in range(3):  # resend only if the question never reached the app
         box.fill(question)
         box.press("Enter")
         wait_idle(page)
         if page.get_by_test_id("stChatMessage").count():
             break
-    expect(page.get_by_text("Sources (1)")).to_be_visible(timeout=180_000)
-    expect(page.get_by_text("Grounded: every sentence is supported")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Sources \(\d\)"))).to_be_visible(timeout=180_000)
+    # Evidence first: the guideline's own dose sentence, verbatim, cited to its section.
+    expect(page.get_by_text("From your guidelines")).to_be_visible()
+    quote = page.locator("blockquote").filter(has_text="Give adrenaline 0.5 mg IM")
+    expect(quote.first).to_be_visible()
+    expect(quote.first).to_contain_text("3.1 Adrenaline")
     expect(page.get_by_text("Emergency Treatment of Anaphylaxis in Adults").first).to_be_visible()
     expect(page.get_by_text("verified").first).to_be_visible()
     expect(page.get_by_text("/ 8,192 tokens", exact=False).first).to_be_visible()
@@ -88,7 +92,7 @@ def test_clinician_rates_an_answer_and_admin_sees_it_counted(
         wait_idle(page)
         if page.get_by_test_id("stChatMessage").count():
             break
-    expect(page.get_by_text("Sources (1)")).to_be_visible(timeout=180_000)
+    expect(page.get_by_text(re.compile(r"Sources \(\d\)"))).to_be_visible(timeout=180_000)
     thumbs_down = page.locator('[data-testid^="stFeedbackButton"]').nth(1)
     send = page.get_by_role("button", name="Send feedback")
     wait_idle(page)

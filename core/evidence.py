@@ -1,0 +1,472 @@
+"""Evidence-first answers: rerank retrieved passages and pick the guideline sentences that answer.
+
+A 135M model cannot be trusted to write the answer, but the answer is usually *in* the passages that
+retrieval found. So the sentences (or table rows) of the passages are scored as answers to the
+question and the best ones are shown verbatim, each with its exact character span; the model's
+summary goes on top only when it verifies (`core.pipeline`).
+
+Two small logistic-regression scorers over explainable features, learned from the team's evaluation
+set by `scripts/train_evidence.py` and shipped as `data/answering/evidence_model.json` with their
+training report:
+- the **passage reranker** orders the hybrid search's top candidates (the section that holds the answer
+  first): hybrid rank, MiniLM cosine of the passage and of its best sentence, question words found in
+  the heading path and in the text, and whether any sentence is of the kind the question asks for;
+- the **sentence scorer** rates each sentence of the top passages: MiniLM question-sentence cosine,
+  lexical overlap with the sentence and with its heading path, and question-type cues (a dose question
+  wants a dose with a unit, a "when" question a time, a target question a number with a unit, a
+  "which drug" question a drug name), plus its passage's reranker score.
+Embeddings of passage sentences are cached per chunk (content-addressed by chunk id), so a passage is
+embedded once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from core.answers import Quote
+from core.embedding import Embedder
+from core.errors import CQAError
+from core.relevance import topic_terms
+from core.schema import RetrievedPassage
+from core.settings import REPO_ROOT
+from core.store import index_text
+
+EVIDENCE_MODEL = REPO_ROOT / "data" / "answering" / "evidence_model.json"
+
+# --------------------------------------------------------------------------------------------------
+# Sentences with exact spans
+# --------------------------------------------------------------------------------------------------
+
+_LINE = re.compile(r"[^\n]+")
+_BULLET = re.compile(r"^\s*(?:[-*•‣▪◦]|\d{1,2}[.)])\s+")
+# A sentence ends at . ! ? (not inside "0.5" or "e.g.") followed by space and a capital, digit or bracket.
+_END = re.compile(r"(?<!\b[eEiI]\.[gGeE])(?<!\bvs)(?<!\bapprox)[.!?][\"')\]]*\s+(?=[A-Z0-9(\[\"'])")
+_TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|?\s*$")
+_MARKDOWN = re.compile(r"^\s*#{1,6}\s+")
+_MIN_CHARS = 12
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    table_row: bool = False
+    item: bool = False  # a list item or table row: it may complete a lead-in sentence ending in ":"
+
+
+def sentence_spans(text: str) -> list[Span]:
+    """Spans of the sentences, list items and table rows of `text`; `text[s.start:s.end]` is verbatim.
+    Table rule lines ("|---|") and fragments under 12 characters are left out."""
+    spans: list[Span] = []
+    for line in _LINE.finditer(text):
+        raw = line.group()
+        if _TABLE_RULE.match(raw) and "-" in raw:
+            continue
+        offset = line.start()
+        lead = _BULLET.match(raw) or _MARKDOWN.match(raw)
+        begin = lead.end() if lead else len(raw) - len(raw.lstrip())
+        if raw.lstrip().startswith("|") or raw.count("|") >= 2:
+            _add(spans, text, offset + begin, offset + len(raw.rstrip()), table_row=True, item=True)
+            continue
+        if _BULLET.match(raw):
+            _add(spans, text, offset + begin, offset + len(raw.rstrip()), item=True)
+            continue
+        start = begin
+        for m in _END.finditer(raw, begin):
+            end = m.start() + 1
+            _add(spans, text, offset + start, offset + end)
+            start = m.end()
+        _add(spans, text, offset + start, offset + len(raw.rstrip()))
+    return spans
+
+
+def _add(spans: list[Span], text: str, start: int, end: int, table_row: bool = False, item: bool = False) -> None:
+    while start < end and text[start].isspace():
+        start += 1
+    if end - start >= _MIN_CHARS:
+        spans.append(Span(start, end, table_row, item))
+
+
+_MAX_ITEMS = 8
+
+
+def with_list(text: str, spans: list[Span], j: int) -> Span:
+    """Span j, extended over the list items or table rows that follow it when it introduces them
+    ("Diagnose type 2 diabetes if any of the following is present:"): the lead-in alone answers nothing."""
+    span = spans[j]
+    lead = text[span.start : span.end].rstrip()
+    if not (lead.endswith(":") or (span.table_row and j + 1 < len(spans) and spans[j + 1].table_row and j == 0)):
+        return span
+    end = span.end
+    for nxt in spans[j + 1 : j + 1 + _MAX_ITEMS]:
+        if not nxt.item:
+            break
+        end = nxt.end
+    return Span(span.start, end, span.table_row, span.item)
+
+
+# --------------------------------------------------------------------------------------------------
+# Features
+# --------------------------------------------------------------------------------------------------
+
+_Q_DOSE = re.compile(r"\b(dose|doses|dosing|dosage|how much|regimen|mg|mcg|micrograms?|units?|loading|titrat\w*)\b", re.I)
+_Q_NUMBER = re.compile(
+    r"\b(target|threshold|level|cut[- ]?off|how (high|low|many|much)|above|below|range|score|value|limit|"
+    r"define[sd]?|definition|criteria|diagnos\w*|stage|grade|what (bp|blood pressure|glucose|hba1c|sats|saturation|temperature))\b",
+    re.I,
+)
+_Q_WHEN = re.compile(r"\b(when|how (long|soon|often|quickly)|within|timing|time ?frame|interval|duration|until|how many (days|hours|weeks|minutes))\b", re.I)
+_Q_WHICH = re.compile(
+    r"\b(which|first[- ]line|second[- ]line|drug|medication|medicine|antibiotic|agent|choice|alternative|instead|"
+    r"treat\w*|give|prescribe|start)\b",
+    re.I,
+)
+_Q_REFER = re.compile(r"\b(refer\w*|admit\w*|admission|escalat\w*|specialist|transfer|hospital|same[- ]day|urgent\w*)\b", re.I)
+
+_UNIT = (
+    r"(?:mg/kg|mcg/kg|micrograms?/kg|units?/kg|ml/kg|mg|mcg|micrograms?|µg|g|ml|mL|l|mmol/l|mmol/mol|mmol|units?|iu|"
+    r"mmhg|%|°c|bpm|/min|breaths|beats|kg|cm|hours?|hrs?|h|days?|weeks?|months?|years?|minutes?|mins?|seconds?)"
+)
+_NUM_UNIT = re.compile(rf"\d(?:[\d.,/]*\d)?\s*(?:-|to|–)?\s*(?:\d[\d.,/]*)?\s*{_UNIT}(?![a-z])", re.I)
+_DOSE_UNIT = re.compile(r"\d(?:[\d.,]*\d)?\s*(?:mg|mcg|micrograms?|µg|g|ml|units?|iu|mmol)(?:/kg)?(?![a-z])", re.I)
+_TIME = re.compile(
+    r"\b(within|after|before|every|daily|weekly|monthly|annually|yearly|immediately|same[- ]day|at least|"
+    r"\d+\s*(?:-|to)?\s*\d*\s*(?:minutes?|mins?|hours?|hrs?|h|days?|weeks?|months?|years?))\b",
+    re.I,
+)
+_DRUG = re.compile(
+    r"\b\w+(?:pril|sartan|olol|dipine|statin|azole|cillin|mycin|cycline|floxacin|gliflozin|gliptin|glutide|"
+    r"formin|parin|xaban|gatran|arin|amide|thiazide|sone|olone|asone|terol|tropium|prazole|caine|pam|lam|"
+    r"line|ine|ide|ate|one)\b|\b(insulin|adrenaline|epinephrine|oxygen|aspirin|paracetamol|ibuprofen|glucagon|glucose)\b",
+    re.I,
+)
+_REFER = re.compile(r"\b(refer\w*|admit\w*|admission|escalat\w*|specialist|transfer|emergency department|same[- ]day|urgent\w*|999|ambulance)\b", re.I)
+_WORD = re.compile(r"[a-z][a-z'-]{3,}")
+_STEM = 6
+
+_SENTENCE_OWN = (
+    "cos_sentence", "cos_heading", "lex_sentence", "lex_heading", "dose_cue", "number_cue", "time_cue",
+    "drug_cue", "refer_cue", "short", "passage_score",
+)
+SENTENCE_FEATURES = (*_SENTENCE_OWN, "cos_sentence_vs_best", "lex_sentence_vs_best", "passage_score_vs_best")
+_OWN = ("hybrid_rank", "cos_passage", "cos_best_sentence", "lex_heading", "lex_text", "best_cue", "cos_heading", "cos_top2_sentences")
+# Each candidate's feature is also given relative to the best candidate of the same question: a
+# pointwise scorer then sees "the best heading match of this list", not an absolute cosine.
+PASSAGE_FEATURES = (*_OWN, *(f"{n}_vs_best" for n in _OWN[1:]))
+
+
+class QuestionCues(BaseModel):
+    """What kind of answer the question asks for, and its topic word stems."""
+
+    dose: bool
+    number: bool
+    when: bool
+    which: bool
+    refer: bool
+    stems: list[str]
+
+    @classmethod
+    def of(cls, question: str) -> QuestionCues:
+        return cls(
+            dose=bool(_Q_DOSE.search(question)), number=bool(_Q_NUMBER.search(question)),
+            when=bool(_Q_WHEN.search(question)), which=bool(_Q_WHICH.search(question)),
+            refer=bool(_Q_REFER.search(question)),
+            stems=list(dict.fromkeys(t[:_STEM] for t in topic_terms(question))),
+        )
+
+
+def _stems(text: str) -> set[str]:
+    return {w[:_STEM] for w in _WORD.findall(text.lower())}
+
+
+def _overlap(stems: list[str], text: str) -> float:
+    if not stems:
+        return 0.0
+    found = _stems(text)
+    return sum(s in found for s in stems) / len(stems)
+
+
+def _cues(q: QuestionCues, sentence: str) -> list[float]:
+    return [
+        float(q.dose and bool(_DOSE_UNIT.search(sentence))),
+        float(q.number and bool(_NUM_UNIT.search(sentence))),
+        float(q.when and bool(_TIME.search(sentence))),
+        float(q.which and bool(_DRUG.search(sentence))),
+        float(q.refer and bool(_REFER.search(sentence))),
+    ]
+
+
+def heading_text(p: RetrievedPassage) -> str:
+    return " › ".join([p.title, *[s for s in p.section if s != p.title]])
+
+
+# --------------------------------------------------------------------------------------------------
+# Sentence embedding cache
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassageVectors:
+    spans: list[Span]
+    sentences: np.ndarray  # (n, dim), unit rows
+    heading: np.ndarray  # (dim,)
+    passage: np.ndarray  # (dim,): the indexed text (title, headings, body), as the evidence gate compares
+
+
+class SentenceCache:
+    """Per-chunk sentence and heading embeddings, computed once per process (LRU, thread-safe).
+    A chunk id names immutable text (a new document version gets new ids), so entries never go stale."""
+
+    def __init__(self, embedder: Embedder, max_chunks: int = 20_000) -> None:
+        self.embedder = embedder
+        self._max = max_chunks
+        self._items: OrderedDict[str, PassageVectors] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, passages: list[RetrievedPassage]) -> list[PassageVectors]:
+        with self._lock:
+            missing = [p for p in passages if p.chunk_id not in self._items]
+        if missing:
+            self._compute(list({p.chunk_id: p for p in missing}.values()))
+        with self._lock:
+            out = []
+            for p in passages:
+                self._items.move_to_end(p.chunk_id)
+                out.append(self._items[p.chunk_id])
+            return out
+
+    def warm(self, passages: list[RetrievedPassage]) -> None:
+        self.get(passages)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _compute(self, passages: list[RetrievedPassage]) -> None:
+        spans = [sentence_spans(p.text) for p in passages]
+        texts: list[str] = []
+        for p, sp in zip(passages, spans, strict=True):
+            texts += [index_text(p.title, p.section, p.text), heading_text(p)]
+            texts += [p.text[s.start : s.end] for s in sp]
+        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32) if texts else np.zeros((0, self.embedder.dim))
+        i = 0
+        with self._lock:
+            for p, sp in zip(passages, spans, strict=True):
+                block = vectors[i + 2 : i + 2 + len(sp)]
+                self._items[p.chunk_id] = PassageVectors(sp, block, vectors[i + 1], vectors[i])
+                i += 2 + len(sp)
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# The learned scorers
+# --------------------------------------------------------------------------------------------------
+
+
+class LinearScorer(BaseModel):
+    """Logistic regression over named features (standardised with the stored mean and scale)."""
+
+    features: list[str]
+    weights: list[float]
+    bias: float
+    mean: list[float]
+    scale: list[float]
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        if rows.size == 0:
+            return np.zeros(len(rows))
+        z = (rows - np.asarray(self.mean)) / np.asarray(self.scale)
+        logits = z @ np.asarray(self.weights) + self.bias
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)))
+
+
+class EvidenceModel(BaseModel):
+    """The shipped scorers and the sentence threshold, with how they were trained."""
+
+    version: str
+    passage: LinearScorer
+    sentence: LinearScorer
+    answer_threshold: float = Field(description="A sentence scoring below this is not shown as an answer.")
+    candidates: int = Field(default=25, description="Hybrid-search candidates reranked per question.")
+    max_quotes: int = Field(default=3)
+    quote_margin: float = Field(default=0.25, description="Further quotes must score within this of the best.")
+    report: dict[str, object] = Field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path = EVIDENCE_MODEL) -> EvidenceModel:
+        try:
+            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise CQAError(
+                f"The evidence scorers file {str(path)!r} cannot be read ({exc}). Restore it from the repository "
+                "or retrain it: python scripts/train_evidence.py"
+            ) from exc
+
+
+@dataclass
+class Scored:
+    passage: RetrievedPassage
+    vectors: PassageVectors
+    sentence_cos: np.ndarray
+    heading_cos: float
+    passage_cos: float
+    rank: int
+    score: float = 0.0
+
+
+class EvidenceSelector:
+    """Reranks passages and selects answer sentences; one per process, thread-safe."""
+
+    def __init__(self, embedder: Embedder, model: EvidenceModel | None = None, cache: SentenceCache | None = None) -> None:
+        self.model = model or EvidenceModel.load()
+        self.cache = cache or SentenceCache(embedder)
+
+    @property
+    def candidates(self) -> int:
+        return self.model.candidates
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.cache.embedder.embed_query(text)
+
+    def rank(self, question: str, query_vector: list[float], passages: list[RetrievedPassage]) -> list[Scored]:
+        """`passages` (in hybrid order) with their cosine and reranker score, best first (ties keep the
+        hybrid order)."""
+        q = np.asarray(query_vector, dtype=np.float32)
+        cues = QuestionCues.of(question)
+        scored = []
+        for rank, (p, vec) in enumerate(zip(passages, self.cache.get(passages), strict=True)):
+            sentence_cos = vec.sentences @ q if len(vec.spans) else np.zeros(0)
+            scored.append(Scored(p, vec, sentence_cos, float(vec.heading @ q), float(vec.passage @ q), rank))
+        if scored:
+            for s, v in zip(scored, self.model.passage.score(passage_matrix(scored, cues)), strict=True):
+                s.score = float(v)
+        return sorted(scored, key=lambda s: (-s.score, s.rank))
+
+    def rescore(self, question: str, query_vector: list[float], passages: list[RetrievedPassage]) -> list[Scored]:
+        """`passages` as already ranked (their `rerank_score` kept), ready for `select`."""
+        q = np.asarray(query_vector, dtype=np.float32)
+        out = []
+        for rank, (p, vec) in enumerate(zip(passages, self.cache.get(passages), strict=True)):
+            sentence_cos = vec.sentences @ q if len(vec.spans) else np.zeros(0)
+            out.append(Scored(p, vec, sentence_cos, float(vec.heading @ q), float(vec.passage @ q), rank,
+                              p.rerank_score if p.rerank_score is not None else 0.0))
+        return out
+
+    def select(self, question: str, scored: list[Scored]) -> list[Quote]:
+        """The sentences that answer, best first, numbered by their passage's position in `scored`."""
+        rows = [(i, span) for i, s in enumerate(scored) for span in s.vectors.spans]
+        if not rows:
+            return []
+        probs = self.model.sentence.score(sentence_matrix(question, scored))
+        order = sorted(range(len(rows)), key=lambda k: -probs[k])
+        best = float(probs[order[0]])
+        if best < self.model.answer_threshold:
+            return []
+        quotes: list[Quote] = []
+        covered: list[tuple[int, int, int]] = []  # (passage, start, end) already quoted
+        for k in order:
+            if len(quotes) >= self.model.max_quotes or probs[k] < max(self.model.answer_threshold, best - self.model.quote_margin):
+                break
+            i, span = rows[k]
+            spans = scored[i].vectors.spans
+            span = with_list(scored[i].passage.text, spans, spans.index(span))
+            if any(i == ci and span.start < ce and cs < span.end for ci, cs, ce in covered):
+                continue  # an item already quoted with its lead-in
+            covered.append((i, span.start, span.end))
+            p = scored[i].passage
+            quotes.append(Quote(n=i + 1, sentence=p.text[span.start : span.end], chunk_id=p.chunk_id,
+                                char_start=span.start, char_end=span.end, score=round(float(probs[k]), 4),
+                                table_row=span.table_row))
+        return quotes
+
+
+def passage_features(s: Scored, cues: QuestionCues) -> list[float]:
+    """The candidate's own features (see `passage_matrix` for the full row)."""
+    text = s.passage.text
+    best_cue = 0.0
+    for span in s.vectors.spans:
+        best_cue = max(best_cue, sum(_cues(cues, text[span.start : span.end])))
+    top = np.sort(s.sentence_cos)[-2:] if s.sentence_cos.size else np.asarray([s.passage_cos])
+    return [
+        1.0 / (1.0 + s.rank),
+        s.passage_cos,
+        float(top[-1]),
+        _overlap(cues.stems, heading_text(s.passage)),
+        _overlap(cues.stems, text),
+        min(best_cue, 2.0),
+        s.heading_cos,
+        float(top.mean()),
+    ]
+
+
+def passage_matrix(scored: list[Scored], cues: QuestionCues) -> np.ndarray:
+    """One row of PASSAGE_FEATURES per candidate of one question."""
+    own = np.asarray([passage_features(s, cues) for s in scored], dtype=np.float64).reshape(-1, len(_OWN))
+    if not len(own):
+        return np.zeros((0, len(PASSAGE_FEATURES)))
+    return np.hstack([own, own[:, 1:] - own[:, 1:].max(axis=0)])
+
+
+def sentence_features(sentence: str, cos_sentence: float, cos_heading: float, heading: str, cues: QuestionCues,
+                      passage_score: float) -> list[float]:
+    return [
+        cos_sentence,
+        cos_heading,
+        _overlap(cues.stems, sentence),
+        _overlap(cues.stems, heading),
+        *_cues(cues, sentence),
+        float(len(sentence.split()) < 5),
+        passage_score,
+    ]
+
+
+def sentence_matrix(question: str, scored: list[Scored]) -> np.ndarray:
+    """One row of SENTENCE_FEATURES per sentence of `scored` passages, in passage then span order."""
+    cues = QuestionCues.of(question)
+    rows = []
+    for s in scored:
+        heading = heading_text(s.passage)
+        for j, span in enumerate(s.vectors.spans):
+            text = s.passage.text[span.start : span.end]
+            rows.append(sentence_features(text, float(s.sentence_cos[j]), s.heading_cos, heading, cues, s.score))
+    own = np.asarray(rows, dtype=np.float64).reshape(-1, len(_SENTENCE_OWN))
+    if not len(own):
+        return np.zeros((0, len(SENTENCE_FEATURES)))
+    picks = [0, 2, 10]  # cosine, lexical overlap, passage score: relative to the best sentence of the question
+    return np.hstack([own, own[:, picks] - own[:, picks].max(axis=0)])
+
+
+def fit_logistic(rows: np.ndarray, labels: np.ndarray, names: tuple[str, ...], l2: float = 1.0,
+                 iterations: int = 50) -> LinearScorer:
+    """L2-regularised logistic regression by Newton's method on standardised features."""
+    mean = rows.mean(axis=0)
+    scale = rows.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    z = np.hstack([(rows - mean) / scale, np.ones((len(rows), 1))])
+    w = np.zeros(z.shape[1])
+    reg = np.eye(z.shape[1]) * l2
+    reg[-1, -1] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(z @ w)))
+        grad = z.T @ (p - labels) + reg @ w
+        hess = (z * (p * (1 - p))[:, None]).T @ z + reg
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    return LinearScorer(features=list(names), weights=[round(float(x), 6) for x in w[:-1]], bias=round(float(w[-1]), 6),
+                        mean=[round(float(x), 6) for x in mean], scale=[round(float(x), 6) for x in scale])
+
+
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    eps = 1e-9
+    return float(-np.mean(labels * np.log(probs + eps) + (1 - labels) * np.log(1 - probs + eps))) if len(labels) else math.nan

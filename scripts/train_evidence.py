@@ -1,0 +1,251 @@
+"""Train the evidence scorers (passage reranker and answer-sentence scorer) of `core.evidence` on the
+team's evaluation set and write `data/answering/evidence_model.json` with its training report.
+
+    .venv/bin/python scripts/train_evidence.py [CASES.jsonl ...] [--out PATH]
+
+Labels come from the cases themselves, not from anyone reading the scorer's output: a passage is
+positive when it is the case's source (file, section heading and page); a sentence is positive when
+it contains one of the case's expected facts. Unanswerable ("refuse") cases give negative sentences,
+which is what calibrates the answer threshold. The report gives 5-fold cross-validated figures (each
+question scored by a model that never saw it) next to plain hybrid search. Held-out sets
+(`data/eval/blind/`) must never be passed here: they are for `core.eval` only.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import pickle  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.bootstrap import corpus_files  # noqa: E402
+from core.evidence import (  # noqa: E402
+    EVIDENCE_MODEL,
+    PASSAGE_FEATURES,
+    SENTENCE_FEATURES,
+    EvidenceModel,
+    LinearScorer,
+    QuestionCues,
+    Scored,
+    SentenceCache,
+    fit_logistic,
+    passage_matrix,
+    sentence_matrix,
+    with_list,
+)
+from core.facts import contains_fact, holds_source  # noqa: E402
+from core.relevance import unaddressed_terms  # noqa: E402
+from core.retrieval import _passage  # noqa: E402
+from core.schema import RetrievedPassage  # noqa: E402
+from core.services import Services, build_services  # noqa: E402
+from core.settings import REPO_ROOT, Settings  # noqa: E402
+from core.store import ChunkFilter  # noqa: E402
+
+CANDIDATES = 25
+TOP_PASSAGES = 5
+FOLDS = 5
+MAX_FALSE_REFUSALS = 0.08
+
+
+@dataclass
+class Case:
+    id: str
+    question: str
+    expect: str
+    sources: list[dict[str, Any]]
+    facts: list[str]
+    scored: list[Scored]
+    gate: float  # best passage cosine among the hybrid top 5 (the evidence gate's input)
+
+
+def _candidates(svc: Services, cache: SentenceCache, question: str) -> tuple[list[Scored], float]:
+    vector = svc.embedder.embed_query(question)
+    where = ChunkFilter(doc_ids=svc.catalog.active_ids(False))
+    passages = [_passage(h, None) for h in svc.store.search(question, vector, CANDIDATES, where)]
+    q = np.asarray(vector, dtype=np.float32)
+    scored = []
+    for rank, (p, vec) in enumerate(zip(passages, cache.get(passages), strict=True)):
+        scored.append(Scored(p, vec, vec.sentences @ q, float(vec.heading @ q), float(vec.passage @ q), rank))
+    gate = max((s.passage_cos for s in scored[:TOP_PASSAGES]), default=0.0)
+    return scored, gate
+
+
+def _passage_rows(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    rows = passage_matrix(case.scored, QuestionCues.of(case.question))
+    labels = [float(any(holds_source(s.passage, src) for src in case.sources)) for s in case.scored]
+    return rows, np.asarray(labels)
+
+
+def _rank(case: Case, model: LinearScorer) -> list[Scored]:
+    rows, _ = _passage_rows(case)
+    for s, v in zip(case.scored, model.score(rows), strict=True):
+        s.score = float(v)
+    return sorted(case.scored, key=lambda s: (-s.score, s.rank))
+
+
+def _sentence_rows(case: Case, ranked: list[Scored]) -> tuple[np.ndarray, np.ndarray, list[str], list[RetrievedPassage]]:
+    rows = sentence_matrix(case.question, ranked[:TOP_PASSAGES])
+    labels, texts, owners = [], [], []
+    for s in ranked[:TOP_PASSAGES]:
+        for j in range(len(s.vectors.spans)):
+            whole = with_list(s.passage.text, s.vectors.spans, j)
+            text = s.passage.text[whole.start : whole.end]
+            labels.append(float(case.expect == "answer" and any(contains_fact(text, f) for f in case.facts)))
+            texts.append(text)
+            owners.append(s.passage)
+    return rows, np.asarray(labels), texts, owners
+
+
+def _fit(train: list[Case]) -> tuple[LinearScorer, LinearScorer]:
+    answer = [c for c in train if c.expect == "answer" and c.sources]
+    pr, pl = zip(*(_passage_rows(c) for c in answer), strict=True)
+    passage = fit_logistic(np.vstack(pr), np.concatenate(pl), PASSAGE_FEATURES)
+    srows, slabels = [], []
+    for c in train:
+        if c.expect == "answer" and not c.facts:
+            continue
+        rows, labels, _, _ = _sentence_rows(c, _rank(c, passage))
+        srows.append(rows)
+        slabels.append(labels)
+    sentence = fit_logistic(np.vstack(srows), np.concatenate(slabels), SENTENCE_FEATURES)
+    return passage, sentence
+
+
+@dataclass
+class Outcome:
+    case: Case
+    hit1_hybrid: bool
+    hit5_hybrid: bool
+    hit1: bool
+    hit5: bool
+    best: float
+    fact_in_top3: bool
+    on_topic: bool
+
+
+def _evaluate(case: Case, passage: LinearScorer, sentence: LinearScorer) -> Outcome:
+    def hit(items: list[Scored], n: int) -> bool:
+        return any(holds_source(s.passage, src) for s in items[:n] for src in case.sources)
+
+    hybrid = sorted(case.scored, key=lambda s: s.rank)
+    ranked = _rank(case, passage)
+    rows, _, texts, owners = _sentence_rows(case, ranked)
+    probs = sentence.score(rows) if len(rows) else np.zeros(0)
+    order = np.argsort(-probs)
+    top3 = [texts[i] for i in order[:3]]
+    cited = [f"{p.title} {p.section_label}\n{p.text}" for p in {owners[i].chunk_id: owners[i] for i in order[:3]}.values()]
+    return Outcome(
+        case, hit(hybrid, 1), hit(hybrid, 5), hit(ranked, 1), hit(ranked, 5),
+        float(probs[order[0]]) if len(order) else 0.0,
+        any(contains_fact(t, f) for t in top3 for f in case.facts),
+        not unaddressed_terms(case.question, " ".join(top3), cited),
+    )
+
+
+def _threshold(outcomes: list[Outcome], gate: float) -> float:
+    """The highest sentence threshold that refuses at most MAX_FALSE_REFUSALS of answerable questions."""
+    answer = sorted(o.best for o in outcomes if o.case.expect == "answer" and o.case.gate >= gate and o.on_topic)
+    n_answer = sum(o.case.expect == "answer" for o in outcomes)
+    allowed = int(MAX_FALSE_REFUSALS * n_answer) - (n_answer - len(answer))
+    return max(0.0, answer[max(allowed, 0)] - 1e-4) if answer else 0.5
+
+
+def _summary(outcomes: list[Outcome], threshold: float, gate: float) -> dict[str, float]:
+    ans = [o for o in outcomes if o.case.expect == "answer" and o.case.sources]
+    ref = [o for o in outcomes if o.case.expect == "refuse"]
+    shown = [o for o in ans if o.case.gate >= gate and o.best >= threshold and o.on_topic]
+    with_facts = [o for o in ans if o.case.facts]
+
+    def rate(xs: list[bool]) -> float:
+        return round(sum(xs) / len(xs), 3) if xs else float("nan")
+
+    return {
+        "answerable": len(ans), "unanswerable": len(ref),
+        "hit@1_hybrid": rate([o.hit1_hybrid for o in ans]), "hit@1_reranked": rate([o.hit1 for o in ans]),
+        "hit@5_hybrid": rate([o.hit5_hybrid for o in ans]), "hit@5_reranked": rate([o.hit5 for o in ans]),
+        "answered": rate([o in shown for o in ans]),
+        "fact_in_quotes": rate([o in shown and o.fact_in_top3 for o in with_facts]),
+        "unanswerable_refused": rate([o.case.gate < gate or o.best < threshold or not o.on_topic for o in ref]),
+    }
+
+
+def _retrieve_all(raw: list[dict[str, Any]]) -> list[Case]:
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = build_services(Settings(data_dir=Path(tmp) / "var", answer={"evidence_first": False}))
+        try:
+            for f in corpus_files(REPO_ROOT / "data" / "guidelines"):
+                svc.library.ingest_file(f)
+            cache = SentenceCache(svc.embedder)
+            cases = []
+            for r in raw:
+                scored, gate = _candidates(svc, cache, r["question"])
+                cases.append(Case(r["id"], r["question"], r["expect"], r.get("sources") or [], r.get("facts") or [],
+                                  scored, gate))
+        finally:
+            svc.close()
+    return cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cases", nargs="*", type=Path, default=[REPO_ROOT / "data" / "eval" / "cases.jsonl"])
+    parser.add_argument("--out", type=Path, default=EVIDENCE_MODEL)
+    parser.add_argument("--features", type=Path, help="Pickle of the retrieved candidates: reused if present, "
+                        "written if not (for trying feature or threshold changes without re-embedding).")
+    args = parser.parse_args(argv)
+    if any("blind" in str(p) for p in args.cases):
+        print("error: held-out (blind) sets are for evaluation only, never for training.", file=sys.stderr)
+        return 2
+    raw = [json.loads(line) for p in args.cases for line in p.read_text().splitlines() if line.strip()]
+    raw = [r for r in raw if r["expect"] in ("answer", "refuse")]
+    settings = Settings()
+    if args.features and args.features.exists():
+        cases = pickle.loads(args.features.read_bytes())
+    else:
+        cases = _retrieve_all(raw)
+        if args.features:
+            args.features.write_bytes(pickle.dumps(cases))
+    gate = settings.answer.evidence_threshold
+    rng = np.random.default_rng(7)
+    folds = rng.permutation(len(cases)) % FOLDS
+    held_out: list[Outcome] = []
+    for k in range(FOLDS):
+        passage, sentence = _fit([c for c, f in zip(cases, folds, strict=True) if f != k])
+        held_out += [_evaluate(c, passage, sentence) for c, f in zip(cases, folds, strict=True) if f == k]
+    cv_threshold = _threshold(held_out, gate)
+    passage, sentence = _fit(cases)
+    final = [_evaluate(c, passage, sentence) for c in cases]
+    threshold = round(_threshold(final, gate), 4)
+    report = {
+        "trained_on": [str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p) for p in args.cases],
+        "cases": len(cases), "candidates": CANDIDATES, "top_passages": TOP_PASSAGES,
+        "max_false_refusals": MAX_FALSE_REFUSALS, "evidence_gate": gate,
+        "cross_validated": {"folds": FOLDS, "threshold": round(cv_threshold, 4), **_summary(held_out, cv_threshold, gate)},
+        "training_fit": _summary(final, threshold, gate),
+    }
+    model = EvidenceModel(version="evidence-v1", passage=passage, sentence=sentence, answer_threshold=threshold,
+                          candidates=CANDIDATES, report=report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(model.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=2))
+    print("passage weights:", dict(zip(passage.features, passage.weights, strict=True)))
+    print("sentence weights:", dict(zip(sentence.features, sentence.weights, strict=True)))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""core.evidence: exact sentence spans, the learned scorers, reranking and answer-sentence selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.embedding import HashingEmbedder
+from core.errors import CQAError
+from core.evidence import (
+    PASSAGE_FEATURES,
+    SENTENCE_FEATURES,
+    EvidenceModel,
+    EvidenceSelector,
+    LinearScorer,
+    QuestionCues,
+    SentenceCache,
+    fit_logistic,
+    sentence_spans,
+    with_list,
+)
+from core.facts import contains_fact, holds_source, section_matches
+from core.schema import RetrievedPassage
+
+PASSAGE = (
+    "Adrenaline is the first-line treatment. Give 0.5 mg IM (0.5 mL of 1 mg/mL) into the anterolateral thigh.\n"
+    "- Repeat after 5 minutes if there is no improvement.\n"
+    "| Age | Dose |\n|---|---|\n| Adult | 0.5 mg |\n"
+    "Note: e.g. in children use the weight-based dose. Short."
+)
+
+
+def _passage(text: str = PASSAGE, chunk: str = "c1", section: list[str] | None = None, title: str = "Anaphylaxis") -> RetrievedPassage:
+    return RetrievedPassage(chunk_id=chunk, doc_id="d1", title=title, file_name="anaphylaxis.md", text=text,
+                            section=section or ["3. Treatment", "3.1 Adrenaline"], score_kind="rrf", score=0.5)
+
+
+def test_sentence_spans_are_verbatim_and_split_lists_tables_and_sentences() -> None:
+    spans = sentence_spans(PASSAGE)
+    texts = [PASSAGE[s.start : s.end] for s in spans]
+    assert texts[0] == "Adrenaline is the first-line treatment."
+    assert texts[1] == "Give 0.5 mg IM (0.5 mL of 1 mg/mL) into the anterolateral thigh."  # "0.5" not split
+    assert texts[2] == "Repeat after 5 minutes if there is no improvement."  # bullet marker left out
+    assert "| Adult | 0.5 mg |" in texts and all("---" not in t for t in texts)
+    assert [s.table_row for s in spans if PASSAGE[s.start : s.end].startswith("|")] == [True, True]
+    assert "Note: e.g. in children use the weight-based dose." in texts  # "e.g." does not end a sentence
+    assert "Short." not in texts  # fragments under 12 characters are not answers
+
+
+def test_question_cues() -> None:
+    q = QuestionCues.of("What is the adult IM adrenaline dose in anaphylaxis?")
+    assert q.dose and not q.when
+    assert QuestionCues.of("How soon should antibiotics be given in sepsis?").when
+    assert QuestionCues.of("What BP target for adults under 80?").number
+    assert "adrena" in q.stems and "anaphy" in q.stems
+
+
+def test_fit_logistic_learns_a_separable_feature_and_scores_probabilities() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    y = (x[:, 0] > 0).astype(float)
+    model = fit_logistic(x, y, ("signal", "noise"))
+    assert abs(model.weights[0]) > 5 * abs(model.weights[1])
+    p = model.score(np.asarray([[2.0, 0.0], [-2.0, 0.0]]))
+    assert p[0] > 0.9 and p[1] < 0.1
+
+
+def _model(threshold: float = 0.5) -> EvidenceModel:
+    # Hand-set weights: the passage scorer follows cosine and heading overlap, the sentence scorer
+    # follows cosine, lexical overlap and the dose cue.
+    def scorer(names: tuple[str, ...], weights: dict[str, float]) -> LinearScorer:
+        return LinearScorer(features=list(names), weights=[weights.get(n, 0.0) for n in names], bias=0.0,
+                            mean=[0.0] * len(names), scale=[1.0] * len(names))
+
+    return EvidenceModel(
+        version="test", passage=scorer(PASSAGE_FEATURES, {"cos_passage": 4.0, "lex_heading": 4.0}),
+        sentence=scorer(SENTENCE_FEATURES, {"cos_sentence": 3.0, "lex_sentence": 3.0, "dose_cue": 3.0, "short": -5.0}),
+        answer_threshold=threshold,
+    )
+
+
+def test_rerank_puts_the_section_that_holds_the_answer_first() -> None:
+    selector = EvidenceSelector(HashingEmbedder(), _model())
+    other = _passage("Refractory anaphylaxis needs an infusion in critical care.", "c2", ["3.4 Refractory anaphylaxis"],
+                     title="Critical care")
+    question = "adult adrenaline dose IM"
+    ranked = selector.rank(question, selector.embed_query(question), [other, _passage()])
+    assert [s.passage.chunk_id for s in ranked] == ["c1", "c2"]
+    assert ranked[0].score > ranked[1].score and ranked[1].rank == 0  # hybrid rank kept for the record
+
+
+def test_select_returns_verbatim_spans_numbered_by_passage() -> None:
+    selector = EvidenceSelector(HashingEmbedder(), _model())
+    question = "What is the adrenaline dose IM?"
+    passages = [_passage("Anaphylaxis is a severe reaction of sudden onset.", "c0", ["2. Recognition"]), _passage()]
+    quotes = selector.select(question, selector.rescore(question, selector.embed_query(question), passages))
+    assert quotes, "a dose sentence answers a dose question"
+    dose = [q for q in quotes if "0.5 mg IM" in q.sentence]
+    assert dose and dose[0].n == 2 and dose[0].chunk_id == "c1"
+    assert all(PASSAGE[q.char_start : q.char_end] == q.sentence for q in quotes if q.chunk_id == "c1")
+    assert len(quotes) <= 3 and all(q.score >= 0.5 for q in quotes)
+    assert [q.score for q in quotes] == sorted((q.score for q in quotes), reverse=True)
+
+
+def test_a_lead_in_is_quoted_with_its_list() -> None:
+    text = "Diagnose diabetes if any of the following is present:\n- HbA1c 48 mmol/mol or more\n- fasting glucose 7.0 mmol/L or more\nThen repeat the test."
+    spans = sentence_spans(text)
+    whole = with_list(text, spans, 0)
+    assert text[whole.start : whole.end] == ("Diagnose diabetes if any of the following is present:\n- HbA1c 48 mmol/mol or more\n"
+                                             "- fasting glucose 7.0 mmol/L or more")
+    assert with_list(text, spans, 3) == spans[3]  # not a lead-in
+
+
+def test_no_sentence_over_the_threshold_means_no_quotes() -> None:
+    selector = EvidenceSelector(HashingEmbedder(), _model(threshold=0.9999))
+    q = "What is the adrenaline dose IM?"
+    assert selector.select(q, selector.rescore(q, selector.embed_query(q), [_passage()])) == []
+
+
+def test_sentence_cache_embeds_each_chunk_once() -> None:
+    calls: list[int] = []
+
+    class Counting(HashingEmbedder):
+        def embed(self, texts: list[str]) -> list[list[float]]:
+            calls.append(len(texts))
+            return super().embed(texts)
+
+    cache = SentenceCache(Counting())
+    cache.get([_passage()])
+    cache.get([_passage(), _passage()])
+    assert len(calls) == 1 and len(cache) == 1
+
+
+def test_missing_or_corrupt_model_file_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "evidence.json"
+    bad.write_text("{not json")
+    with pytest.raises(CQAError, match="train_evidence"):
+        EvidenceModel.load(bad)
+    with pytest.raises(CQAError, match="cannot be read"):
+        EvidenceModel.load(tmp_path / "missing.json")
+
+
+def test_shipped_model_loads_and_reports_cross_validated_figures() -> None:
+    model = EvidenceModel.load()
+    assert model.passage.features == list(PASSAGE_FEATURES) and model.sentence.features == list(SENTENCE_FEATURES)
+    cv = model.report["cross_validated"]
+    assert isinstance(cv, dict) and cv["hit@5_reranked"] >= cv["hit@5_hybrid"] - 0.02
+    assert "blind" not in str(model.report["trained_on"])
+
+
+def test_facts_and_sources_match_like_a_reader_would() -> None:
+    assert contains_fact("Give 0.5mg IM", "0.5 mg")
+    assert contains_fact("500 micrograms", "500 mcg")
+    assert contains_fact("1.2–2 g", "1.2-2 g")
+    assert not contains_fact("Give 5 mg", "0.5 mg")
+    p = _passage()
+    assert holds_source(p, {"file": "anaphylaxis.md", "page": None, "section": "3.1 Adrenaline"})
+    assert holds_source(p, {"file": "anaphylaxis.md", "section": "3.1 ADRENALINE"})
+    assert not holds_source(p, {"file": "anaphylaxis.md", "section": "3.4 Refractory anaphylaxis"})
+    assert not holds_source(p, {"file": "asthma.md"})
+    assert section_matches(["Guideline", "3. Treatment"], "3. Treatment")
