@@ -205,6 +205,33 @@ def _cues(q: QuestionCues, sentence: str) -> list[float]:
     ]
 
 
+_ASKS_DOSE = re.compile(r"\b(dose|doses|dosing|dosage|how much|how many (mg|micrograms|units|ml)|infusion rate|regimen)\b", re.I)
+_ASKS_NUMBER = re.compile(r"\b(target|threshold|cut[- ]?off|what (level|score|value|number|percentage)|how (high|low|many))\b", re.I)
+_NUMBER = re.compile(r"\d")
+# Who a guideline is for: a question about another population is not answered by it.
+_POPULATIONS = {
+    "children": re.compile(r"\b(child|children|paediatric|pediatric|infant|infants|baby|babies|toddler|neonat\w*|newborn|kids?|under[- ]?(1[0-8]|[1-9])s?)\b", re.I),
+    "pregnancy": re.compile(r"\b(pregnan\w*|antenatal|postpartum|breast[- ]?feeding|lactat\w*)\b", re.I),
+}
+
+
+def answer_gap(question: str, quotes: list[str], context: list[str]) -> str | None:
+    """Why the chosen sentences cannot answer `question`, or None. Two checks any clinician would make:
+    a dose question needs a sentence with a dose (a number and a unit) and a target question a number; a
+    question about children or pregnancy needs guidance that mentions them (`context`: the quoted passages
+    with their titles and headings)."""
+    said = " ".join(quotes)
+    if _ASKS_DOSE.search(question) and not _DOSE_UNIT.search(said):
+        return "no dose is given in the sentences found"
+    if _ASKS_NUMBER.search(question) and not _NUMBER.search(said):
+        return "no value is given in the sentences found"
+    where = " ".join(context)
+    for name, pattern in _POPULATIONS.items():
+        if pattern.search(question) and not pattern.search(where):
+            return f"the passages found do not mention {name}"
+    return None
+
+
 def heading_text(p: RetrievedPassage) -> str:
     return " › ".join([p.title, *[s for s in p.section if s != p.title]])
 

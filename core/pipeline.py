@@ -31,7 +31,7 @@ from core.answers import (
 )
 from core.citations import SUPPORT_THRESHOLD, verify
 from core.errors import CQAError, LLMUnavailableError
-from core.evidence import EvidenceSelector
+from core.evidence import EvidenceSelector, answer_gap
 from core.llm import AdapterChoice, ChatMessage, GenerationParams, LLMBackend
 from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, RETRY_REMINDER, PromptTemplate, build_messages
 from core.relevance import unaddressed_terms
@@ -220,14 +220,18 @@ class AnswerService:
         t0 = time.perf_counter()
         scored = self._selector.rescore(query, self._selector.embed_query(query), evidence)
         quotes = self._selector.select(query, scored)
+        gap = None
         if quotes:
             quoted = [evidence[q.n - 1] for q in quotes]
             cited = [f"{p.title} {p.section_label}\n{p.text}" for p in quoted]
-            if unaddressed_terms(query, " ".join(q.sentence for q in quotes), cited):
-                quotes = []  # the best sentences are about something else: not an answer
+            said = [q.sentence for q in quotes]
+            missing = unaddressed_terms(query, " ".join(said), cited)
+            gap = f"the passages found do not mention {', '.join(missing)}" if missing else answer_gap(query, said, cited)
         base.timings.select_s = round(time.perf_counter() - t0, 3)
-        if not quotes:
-            return self._refuse(base, "no_evidence", NO_ANSWER_SENTENCE_MESSAGE, evidence)
+        if not quotes or gap:
+            message = NO_ANSWER_SENTENCE_MESSAGE if not gap else NO_ANSWER_SENTENCE_MESSAGE.replace(
+                "this question, so", f"this question ({gap}), so")
+            return self._refuse(base, "no_evidence", message, evidence)
         quoted_answer = _quoted(base, quotes, evidence)
         run.evidence = _escalate(quoted_answer, decision) if decision.escalation else quoted_answer
         if not opts.summary:

@@ -41,6 +41,7 @@ from core.evidence import (  # noqa: E402
     QuestionCues,
     Scored,
     SentenceCache,
+    answer_gap,
     fit_logistic,
     passage_matrix,
     sentence_matrix,
@@ -151,7 +152,7 @@ def _evaluate(case: Case, passage: LinearScorer, sentence: LinearScorer) -> Outc
         case, hit(hybrid, 1), hit(hybrid, 5), hit(ranked, 1), hit(ranked, 5),
         float(probs[order[0]]) if len(order) else 0.0,
         any(contains_fact(t, f) for t in top3 for f in case.facts),
-        not unaddressed_terms(case.question, " ".join(top3), cited),
+        not unaddressed_terms(case.question, " ".join(top3), cited) and answer_gap(case.question, top3, cited) is None,
     )
 
 

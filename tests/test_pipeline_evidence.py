@@ -1,0 +1,105 @@
+"""Evidence-first answers through the pipeline (fakes): quotes are the answer, the summary goes on top
+only when it verifies, no sentence → refusal, an unreachable model changes only a footnote."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.embedding import HashingEmbedder
+from core.errors import LLMUnavailableError
+from core.evidence import EvidenceModel, EvidenceSelector, answer_gap
+from core.llm import ChatMessage, FakeLLM, GenerationParams
+from core.pipeline import NO_ANSWER_SENTENCE_MESSAGE, SUMMARY_NOT_SHOWN, AnswerService, AskOptions
+from core.services import Services
+from core.settings import AnswerSettings
+
+QUESTION = "What dose of adrenaline in anaphylaxis?"
+GUIDELINE = b"""---
+title: Anaphylaxis in adults
+issuer: Test Trust
+version: "4"
+---
+# Anaphylaxis in adults
+
+## 3. Treatment
+
+Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh. Repeat the adrenaline dose after 5 minutes if there is no improvement.
+
+## 4. Observation
+
+Observe patients for at least 6 hours after symptoms resolve before discharge.
+"""
+
+
+def _evidence_service(svc: Services, llm: FakeLLM, threshold: float = 0.05) -> AnswerService:
+    svc.library.ingest_bytes(GUIDELINE, "anaphylaxis.md")
+    model = EvidenceModel.load().model_copy(update={"answer_threshold": threshold})
+    loose = AnswerSettings(evidence_threshold=0.05, min_passage_similarity=0.0, max_passages=3)
+    return AnswerService(svc.retriever, llm, loose, GenerationParams(max_tokens=64),
+                         selector=EvidenceSelector(HashingEmbedder(), model))
+
+
+def _cite(sentence: str, phrase: str) -> Callable[[list[ChatMessage]], str]:
+    """The model's reply: `sentence` cited to the passage [n] of the prompt that contains `phrase`."""
+    def reply(messages: list[ChatMessage]) -> str:
+        user = next(m.content for m in messages if m.role == "user")
+        n = next(int(b.lstrip("[").split("]", 1)[0]) for b in user.split("\n[") if phrase in b)
+        return f"{sentence} [{n}]."
+    return reply
+
+
+def test_quotes_answer_and_a_verified_summary_goes_on_top(fake_services: Services) -> None:
+    llm = FakeLLM(_cite("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg"))
+    run = _evidence_service(fake_services, llm).run(QUESTION)
+    pieces = list(run)
+    answer = run.result()
+    assert run.evidence is not None and run.evidence.quotes and not run.evidence.summary_shown
+    assert pieces[0] == ""  # the UI could show the quotes before the model's first token
+    assert answer.status == "answered" and answer.grounded and answer.summary_shown
+    dose = [q for q in answer.quotes if "0.5 mg" in q.sentence]
+    assert dose, answer.quotes
+    passage = fake_services.library.passage(dose[0].chunk_id)
+    assert passage is not None and passage.text[dose[0].char_start : dose[0].char_end] == dose[0].sentence
+    assert answer.text.startswith("Give adrenaline 0.5 mg") and f"[{dose[0].n}]" in answer.text
+    assert any(c.n == dose[0].n and c.verified for c in answer.citations)
+    assert answer.timings.select_s >= 0 and answer.tokens.completion > 0
+
+
+def test_an_unverified_summary_is_not_shown_and_the_quotes_stand(fake_services: Services) -> None:
+    llm = FakeLLM(_cite("Give adrenaline 0.3 mg intramuscularly into the anterolateral thigh", "0.5 mg"))
+    answer = _evidence_service(fake_services, llm).ask(QUESTION)
+    assert answer.status == "answered" and answer.grounded and not answer.summary_shown
+    assert "0.3 mg" not in answer.text and "0.3 mg" in answer.summary  # kept for the record, never shown
+    assert SUMMARY_NOT_SHOWN in answer.warnings
+    assert all(s.supported for s in answer.sentences)  # only the quotes are the answer's sentences
+
+
+def test_an_unreachable_model_leaves_the_quotes(fake_services: Services) -> None:
+    def down(_: list[ChatMessage]) -> str:
+        raise LLMUnavailableError("Ollama at http://127.0.0.1:9 is unreachable.")
+
+    answer = _evidence_service(fake_services, FakeLLM(down)).ask(QUESTION)
+    assert answer.status == "answered" and answer.quotes and not answer.summary_shown
+    assert any("127.0.0.1:9" in w for w in answer.warnings)
+
+
+def test_no_sentence_over_the_threshold_is_a_refusal_with_nearest_sections(fake_services: Services) -> None:
+    answer = _evidence_service(fake_services, FakeLLM(lambda _: "unused"), threshold=0.9999).ask(QUESTION)
+    assert answer.status == "refused" and answer.refusal is not None and answer.refusal.reason == "no_evidence"
+    assert answer.text == NO_ANSWER_SENTENCE_MESSAGE and answer.nearest and not answer.quotes
+
+
+def test_a_quote_without_the_kind_of_answer_asked_for_is_not_an_answer(fake_services: Services) -> None:
+    answer = _evidence_service(fake_services, FakeLLM(lambda _: "unused")).ask(
+        "What adrenaline dose for anaphylaxis in children?")
+    assert answer.status == "refused" and "children" in answer.text
+    assert answer_gap("adrenaline dose?", ["Give adrenaline into the thigh."], [""]) == "no dose is given in the sentences found"
+    assert answer_gap("What BP target in adults?", ["Aim lower."], [""]) == "no value is given in the sentences found"
+    assert answer_gap("adrenaline dose?", ["Give adrenaline 0.5 mg IM."], ["Adults"]) is None
+    assert answer_gap("dose in pregnancy?", ["Give 5 mg."], ["Adults only"]) == "the passages found do not mention pregnancy"
+
+
+def test_summary_off_returns_the_quotes_without_asking_the_model(fake_services: Services) -> None:
+    llm = FakeLLM(lambda _: "unused")
+    answer = _evidence_service(fake_services, llm).ask(QUESTION, options=AskOptions(summary=False))
+    assert answer.status == "answered" and answer.quotes and not llm.calls
