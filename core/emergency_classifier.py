@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field  # noqa: E402
 
 from core.embedding import Embedder  # noqa: E402
 from core.errors import CQAError  # noqa: E402
-from core.evidence import LinearScorer, fit_logistic  # noqa: E402
+from core.evidence import LinearScorer  # noqa: E402
 from core.settings import REPO_ROOT  # noqa: E402
 
 TRIAGE_DIR = REPO_ROOT / "data" / "triage"
@@ -51,12 +51,66 @@ class TrainingExample(BaseModel):
     source: str = ""
 
 
+class MLPHead(BaseModel):
+    """One hidden ReLU layer over standardised features: it can weigh "chest pain" differently when a
+    negation or history cue is present, which a linear head over an embedding cannot."""
+
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    w1: list[list[float]] = Field(description="features × hidden")
+    b1: list[float]
+    w2: list[float]
+    b2: float
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        z = (rows - np.asarray(self.mean)) / np.asarray(self.scale)
+        hidden = np.maximum(z @ np.asarray(self.w1) + np.asarray(self.b1), 0.0)
+        return np.asarray(1.0 / (1.0 + np.exp(-(hidden @ np.asarray(self.w2) + self.b2))))
+
+
+def fit_mlp(rows: np.ndarray, labels: np.ndarray, names: tuple[str, ...], hidden: int = 64, epochs: int = 30,
+            weight_decay: float = 1e-2, seed: int = 0) -> MLPHead:
+    """Train the head with torch (CPU, seconds for a few thousand rows); export plain weights."""
+    import torch
+
+    mean = rows.mean(axis=0)
+    scale = rows.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    x = torch.tensor((rows - mean) / scale, dtype=torch.float32)
+    y = torch.tensor(labels, dtype=torch.float32)
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(rows.shape[1], hidden), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                              torch.nn.Linear(hidden, 1))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for i in range(0, len(x), 64):
+            batch = order[i : i + 64]
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x[batch]).squeeze(1), y[batch])
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+    first, last = net[0], net[3]
+    assert isinstance(first, torch.nn.Linear) and isinstance(last, torch.nn.Linear)
+
+    def rounded(t: torch.Tensor) -> list[float]:
+        return [round(float(v), 6) for v in t.detach().flatten()]
+
+    return MLPHead(
+        features=list(names), mean=[round(float(v), 6) for v in mean], scale=[round(float(v), 6) for v in scale],
+        w1=[rounded(col) for col in first.weight.detach().T], b1=rounded(first.bias), w2=rounded(last.weight[0]),
+        b2=round(float(last.bias[0]), 6),
+    )
+
+
 class EmergencyClassifier(BaseModel):
     """The shipped head: weights, the decision threshold, category centroids for the explanation."""
 
     version: str
     embedder: str
-    head: LinearScorer
+    head: MLPHead | LinearScorer
     threshold: float = Field(description="Probability at or above which the message escalates.")
     sentence_threshold: float = Field(description="The same for a single sentence of a longer message.")
     declined_threshold: float = Field(
@@ -177,7 +231,7 @@ OtherLayers = Callable[[str], tuple[bool, bool, bool]]
 
 
 def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_names: tuple[str, ...],
-          folds: int = 5, l2: float = 10.0, recall: float = TARGET_RECALL,
+          folds: int = 5, recall: float = TARGET_RECALL,
           other_layers: OtherLayers | None = None) -> EmergencyClassifier:
     """Fit the head; choose the threshold from cross-validated probabilities (each example scored by a
     model that did not see it) so that the whole screen escalates `recall` of the training emergencies.
@@ -196,8 +250,8 @@ def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_
     order = np.random.default_rng(11).permutation(len(examples)) % folds
     cv = np.zeros(len(examples))
     for k in range(folds):
-        head = fit_logistic(rows[order != k], labels[order != k], names, l2=l2, iterations=30)
-        cv[order == k] = head.score(rows[order == k])
+        fold_head = fit_mlp(rows[order != k], labels[order != k], names)
+        cv[order == k] = fold_head.score(rows[order == k])
     layers = [other_layers(t) if other_layers else (False, False, False) for t in texts]
     caught = np.asarray([esc for esc, _, _ in layers])
     muted = np.asarray([question and not esc for esc, question, _ in layers])
@@ -214,7 +268,7 @@ def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_
     declined_threshold = 0.9
     if len(declined_pos) >= 20:
         declined_threshold = max(threshold, float(declined_pos[int(np.floor((1.0 - recall) * len(declined_pos)))]) - 1e-6)
-    head = fit_logistic(rows, labels, names, l2=l2, iterations=30)
+    head = fit_mlp(rows, labels, names)
     cats: dict[str, list[np.ndarray]] = {}
     for e, v in zip(examples, vectors, strict=True):
         if e.label == 1 and e.source.endswith(tuple("0123456789")) and not e.source.startswith("rule"):
@@ -236,7 +290,7 @@ def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_
     report: dict[str, object] = {
         "examples": len(examples), "emergencies": int(labels.sum()), "non_urgent": int(len(labels) - labels.sum()),
         "categories": len(centroids), "sources": dict(Counter(e.source.split(":")[0].split(" ")[0] for e in examples)),
-        "l2": l2, "folds": folds, "target_recall": recall,
+        "head": "MLP, 64 hidden units (torch, AdamW, weight decay 0.01, 30 epochs)", "folds": folds, "target_recall": recall,
         "other_layers": {"escalated": int(caught.sum()), "emergencies_caught": int((caught & (labels == 1)).sum()),
                          "guideline_questions_muted": int(muted.sum()), "declined_by_rules": int(declined.sum()),
                          "declined_emergencies": int((declined & (labels == 1)).sum())},

@@ -140,8 +140,11 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, float]:
         "retrieval_hit_rate@k": _rate(sum(retrieval_hit(r) for r in with_sources), len(with_sources)),
         "retrieval_hit@1": _rate(sum(_at(r, 1) for r in with_sources), len(with_sources)),
         "retrieval_hit@5": _rate(sum(_at(r, 5) for r in with_sources), len(with_sources)),
+        # An escalated answer still shows its grounded answer under the urgent-care text: it counts here,
+        # and the escalation is counted in over_escalation.
         "answerable_verified_right_doc": _rate(
-            sum(r["status"] == "answered" and bool(r.get("grounded")) and cites_expected_document(r) for r in answerable),
+            sum(r["status"] in ("answered", "escalated") and bool(r.get("grounded")) and cites_expected_document(r)
+                for r in answerable),
             len([r for r in answerable if r.get("sources")])),
         "expected_fact_present": _rate(sum(fact_present(r) for r in with_facts), len(with_facts)),
         "summary_shown_rate": _rate(sum(bool(r.get("summary_shown")) for r in answered), len(answered)),

@@ -55,7 +55,7 @@ def classifier(rules: RuleSet) -> EmergencyClassifier:
     examples = [TrainingExample(text=t, label=1, category="collapse_grey_gasping", source=f"x.jsonl:{i}")
                 for i, t in enumerate(POSITIVES)]
     examples += [TrainingExample(text=t, label=0, category="routine", source=f"x.jsonl:{i}") for i, t in enumerate(NEGATIVES)]
-    return train(HashingEmbedder(), examples, rules.cues, RuleSet.CUE_NAMES, folds=3, l2=0.1, recall=1.0)
+    return train(HashingEmbedder(), examples, rules.cues, RuleSet.CUE_NAMES, folds=3, recall=1.0)
 
 
 @pytest.fixture(scope="module")
