@@ -236,7 +236,7 @@ _CLAUSE_END = re.compile(r" [.,;:!?()-] | but | however | although ")
 _SPACES = re.compile(r"\s+")
 _WORD = re.compile(r"[a-z][a-z']+")
 # "*" between spaces in a rule phrase: up to three words ("can't lift * arm" finds "can't lift arm"
-# and "can't lift his right arm"), never across a clause boundary.
+# and "can't lift his right arm"), never across punctuation.
 _WILD = r"(?:[^\s,;:!?()\[\]\"-]+\s+){0,3}"
 _NEVER = re.compile(r"(?!x)x")
 
@@ -377,6 +377,8 @@ class RuleSet:
         c = config
         self._lemmas = {k.lower(): v.lower() for k, v in c.lemmas.items()}
         self._no_stem = frozenset(w.lower() for w in c.never_stem)
+        # Per-word caches are shared by every session's thread; single dict reads and writes are
+        # atomic, and a lost write only means a word is stemmed twice.
         self._stems: dict[str, str] = {}
         self._regexes: dict[str, re.Pattern[str]] = {}
         self._compiled = [self._compile(r) for r in rules]

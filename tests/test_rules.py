@@ -294,3 +294,10 @@ def test_negated_and_knowledge_examples_stay_unescalated(rules: RuleSet) -> None
     no_match = [m for r in rules.rules if r.kind == "escalate" for m in r.examples.no_match]
     escalated = [m for m in no_match + ["What is the first-line treatment for DKA?"] if rules.check(m).escalation]
     assert not escalated, escalated
+
+
+def test_an_ongoing_state_that_began_in_the_past_is_current(rules: RuleSet) -> None:
+    assert rules.check("I've been thinking about ending my life since last year").escalation is not None
+    assert rules.check("She has been self harming since last month").escalation is not None
+    assert rules.check("He hasn't had a seizure since 2018, can he stop levetiracetam?").escalation is None
+    assert rules.check("Patient has been on apixaban since a PE in 2020, heavy bleeding in 2021 - restart?").escalation is None

@@ -97,6 +97,11 @@ LAY_RED_FLAGS = [
     "my daughter is breathles and wheezy after eating cashews, lips swolen",
     "unconsious after a fall, not waking",
     "Her speech is slurry and her face droops on the right",
+    # clinicians' shorthand
+    "Pt GCS 7 after a fall, pupils equal",
+    "ECG shows ST elevation in V2-V4, patient still has chest pain",
+    "78F, haematemesis x2, on apixaban",
+    "FAST positive, onset 40 min ago",
 ]
 EVERYDAY = [
     "Patient fitted with a pacemaker last week, can he drive?",
@@ -109,6 +114,9 @@ EVERYDAY = [
     "The notes say no chest pain today, just a cough",
     "My patient is fit and well, 45, BP 145/90",
     "What are the signs of a heart attack, e.g. crushing chest pain and sweating?",
+    "GCS 15, alert, mild headache after a bump - is a CT needed?",
+    "What are the criteria for ST elevation on an ECG?",
+    "Patient post STEMI in 2019 on ticagrelor, when to stop it?",
 ]
 
 
