@@ -45,29 +45,33 @@ def test_off_corpus_questions_are_refused_before_the_model(pipeline: tuple[Servi
     assert answer.tokens.completion == 0 and answer.timings.generate_s == 0  # the model never ran
 
 
-def test_answerable_questions_are_grounded_in_the_right_guideline_or_refused(
+def test_answerable_questions_are_answered_with_quotes_from_the_right_guideline(
     pipeline: tuple[Services, AnswerService], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    grounded = refused = 0
+    """Evidence first, on the real MiniLM, Milvus Lite and model: the answer is verbatim guideline
+    sentences, each the exact span of a retrieved passage; most come from the guideline asked about."""
+    answered = right = refused = summaries = 0
     for q in ANSWERABLE:
         answer = pipeline[1].ask(q["question"])
         expected = {s["file"] for s in q["sources"]}
-        assert answer.status in ("answered", "refused"), answer
-        if answer.status == "refused":
+        if not answer.quotes:  # refused (or an escalation with nothing to quote)
             refused += 1
-            assert answer.refusal is not None and answer.nearest, answer
+            assert answer.refusal is not None or answer.escalation is not None, answer
             continue
-        assert answer.citations, answer
-        if answer.grounded:
-            grounded += 1
-            assert all(s.supported for s in answer.sentences)
-            assert {c.document for c in answer.citations} & expected, (q["id"], answer.citations)
-        else:
-            assert any(not s.supported for s in answer.sentences)
-            assert any("Not every sentence" in w for w in answer.warnings)
+        answered += 1
+        assert answer.grounded and answer.citations, answer
+        for quote in answer.quotes:
+            passage = pipeline[0].library.passage(quote.chunk_id)
+            assert passage is not None and passage.text[quote.char_start : quote.char_end] == quote.sentence
+        right += bool({c.document for c in answer.citations} & expected)
+        summaries += answer.summary_shown
+        if answer.summary and not answer.summary_shown:
+            assert answer.summary not in answer.text  # an unverified summary is never shown
     with capsys.disabled():
-        print(f"\n[real model] {len(ANSWERABLE)} answerable: grounded={grounded} refused={refused} "
-              f"unverified={len(ANSWERABLE) - grounded - refused}")
+        print(f"\n[real model] {len(ANSWERABLE)} answerable: answered={answered} (right guideline {right}, "
+              f"verified summary on top {summaries}) refused={refused}")
+    assert answered >= len(ANSWERABLE) // 2, "most answerable questions must get an answer"
+    assert right >= 0.7 * answered
 
 
 def test_with_the_shipped_adapter_answers_are_grounded_in_the_right_guideline_and_page(
@@ -79,19 +83,16 @@ def test_with_the_shipped_adapter_answers_are_grounded_in_the_right_guideline_an
     from core.pipeline import AskOptions
 
     options = AskOptions(adapter=resolve_adapter("cqa-cite-v1", 1.0, Settings()))
-    grounded = 0
+    shown = 0
     for q in ANSWERABLE:
         answer = pipeline[1].ask(q["question"], options=options)
         assert answer.adapter is not None and answer.adapter.name == "cqa-cite-v1"
-        assert answer.status in ("answered", "refused"), answer
-        if answer.status == "answered" and answer.grounded:
-            grounded += 1
+        if answer.summary_shown:  # the adapter's summary verified against its cited passages
+            shown += 1
             expected = {(s["file"], s.get("page")) for s in q["sources"]}
             cited = {(c.document, c.page) for c in answer.citations if c.verified}
             assert {f for f, _ in cited} & {f for f, _ in expected}, (q["id"], cited, expected)
-            pages = {p for f, p in expected if p is not None}
-            if pages:
-                assert {p for _, p in cited} & pages, (q["id"], cited, expected)
+            assert answer.text.startswith(answer.summary)
     with capsys.disabled():
-        print(f"\n[real model + cqa-cite-v1] {len(ANSWERABLE)} answerable: grounded={grounded}")
-    assert grounded >= 1  # the base model: 0 (test above); rates on the full eval set are in the model card
+        print(f"\n[real model + cqa-cite-v1] {len(ANSWERABLE)} answerable: verified summary shown={shown}")
+    assert shown >= 1  # the base model rarely writes a verifiable summary; rates on the eval set are in the model card
