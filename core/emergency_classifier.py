@@ -100,8 +100,8 @@ def fit_mlp(rows: np.ndarray, labels: np.ndarray, names: tuple[str, ...], hidden
 
     return MLPHead(
         features=list(names), mean=[round(float(v), 6) for v in mean], scale=[round(float(v), 6) for v in scale],
-        w1=[rounded(col) for col in first.weight.detach().T], b1=rounded(first.bias), w2=rounded(last.weight[0]),
-        b2=round(float(last.bias[0]), 6),
+        w1=[rounded(col) for col in first.weight.detach().T], b1=rounded(first.bias), w2=rounded(last.weight.detach()[0]),
+        b2=round(float(last.bias.detach()[0]), 6),
     )
 
 
