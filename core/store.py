@@ -203,10 +203,11 @@ def _overlap(q_terms: Counter[str], text: str) -> float:
     return sum(math.log1p(terms[t]) for t in q_terms if t in terms)
 
 
+_SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:")
 _IDS_PER_DELETE = 1000
 _PAGE_ROWS = 1000
 # Everything a chunk needs except the vectors (which nothing reads back).
-_ROW_FIELDS = ["id", "doc_id", "_node_content", "passage", "section", "title", "file_name", "issuer", "version",
+_ROW_FIELDS = ["id", "doc_id", "passage", "section", "title", "file_name", "issuer", "version",
                "specialty", "effective_date", "page", "kind", "char_start", "char_end"]
 
 _META_FIELDS = (
@@ -236,9 +237,11 @@ class MilvusChunkStore(ChunkStore):
         flush_rows: int = 500,
     ) -> None:
         self._uri = uri
+        self._is_local = not uri.startswith(_SERVER_SCHEMES)
         self._collection = collection
         self._dim = dim
         self._ranker = ranker
+        self._batch_size = batch_size
         self._flush_rows = flush_rows
         self._unflushed = 0
         self._write_lock = threading.Lock()
@@ -258,7 +261,7 @@ class MilvusChunkStore(ChunkStore):
             raise StoreUnavailableError(
                 "llama-index-vector-stores-milvus is not installed; run `make run` to create the environment."
             ) from exc
-        if not uri.startswith(("http://", "https://", "tcp://", "unix:")):
+        if not uri.startswith(_SERVER_SCHEMES):
             _check_not_held(uri)
         try:
             store = MilvusVectorStore(
@@ -268,7 +271,7 @@ class MilvusChunkStore(ChunkStore):
                 dim=dim,
                 overwrite=overwrite,
                 similarity_metric="COSINE",
-                index_config={"index_type": "HNSW", "M": 16, "efConstruction": 200},
+                index_config={"index_type": "HNSW", "M": 16, "efConstruction": 64},  # built per segment, and again on each merge
                 search_config={"ef": 64},
                 enable_sparse=True,
                 sparse_embedding_function=BM25BuiltInFunction(
@@ -290,24 +293,19 @@ class MilvusChunkStore(ChunkStore):
         return self._store.client
 
     def add(self, chunks: list[StoredChunk], vectors: list[list[float]]) -> None:
-        from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
-
-        nodes = []
+        """Rows in the schema LlamaIndex's `MilvusVectorStore` created (id, doc_id, text, embedding;
+        metadata as dynamic fields), written directly: without its `_node_content` copy of every
+        passage, rows are half the size and Milvus Lite reads them faster."""
+        rows = []
         for chunk, vec in zip(chunks, vectors, strict=True):
-            metadata = {f: getattr(chunk, f) for f in _META_FIELDS}
-            metadata["section"] = json.dumps(chunk.section)
-            metadata["passage"] = chunk.text
-            node = TextNode(
-                id_=chunk.chunk_id,
-                text=index_text(chunk.title, chunk.section, chunk.text),
-                metadata=metadata,
-                embedding=vec,
-                relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=chunk.doc_id)},
-            )
-            nodes.append(node)
+            row: dict[str, Any] = {f: getattr(chunk, f) for f in _META_FIELDS}
+            row.update(id=chunk.chunk_id, doc_id=chunk.doc_id, text=index_text(chunk.title, chunk.section, chunk.text),
+                       embedding=vec, section=json.dumps(chunk.section), passage=chunk.text)
+            rows.append(row)
         with self._write_lock:
-            self._store.add(nodes)
-            self._unflushed += len(nodes)
+            for start in range(0, len(rows), self._batch_size):
+                self.client.insert(self._collection, rows[start : start + self._batch_size])
+            self._unflushed += len(rows)
             if self._unflushed >= self._flush_rows:
                 self._flush_locked()
 
@@ -389,11 +387,17 @@ class MilvusChunkStore(ChunkStore):
 
     def count(self, doc_id: str | None = None) -> int:
         expr = f"doc_id == {_quote(doc_id)}" if doc_id else ""
+        if expr and self._is_local:  # Lite answers count(*) with a filter by reading whole rows; ids are cheaper
+            return sum(1 for _ in self._rows(expr, ["id"]))
         rows = self.client.query(self._collection, filter=expr, output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
     def _rows(self, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
-        """Every matching row, page by page: a plain query stops at 16,384 rows (Milvus' limit)."""
+        """Every matching row. A Milvus server caps a plain query at 16,384 rows, so it is read page
+        by page; Milvus Lite has no cap and re-scans the collection for every page, so it is read in one go."""
+        if self._is_local:
+            yield from self.client.query(self._collection, filter=expr or 'id != ""', output_fields=fields)
+            return
         pages = self.client.query_iterator(self._collection, batch_size=_PAGE_ROWS, filter=expr, output_fields=fields)
         try:
             while page := pages.next():
@@ -402,17 +406,19 @@ class MilvusChunkStore(ChunkStore):
             pages.close()
 
     def flush(self) -> None:
+        """Seal what was written (see `_flush_locked`), then one search builds the new segments'
+        BM25 indexes now rather than in the first user's question."""
         with self._write_lock:
             self._flush_locked()
+        self.warm_up()
 
     def _flush_locked(self) -> None:
         """Seal the rows written since the last flush into a segment. Milvus Lite keeps new rows in
-        a memtable that every search scans in Python (and rebuilds a BM25 index over); a sealed
-        segment gets an HNSW index and a cached BM25 index. Then one search builds those caches
-        now rather than in the first user's question."""
+        a memtable that every search scans in Python (about 0.2 ms a row, and it rebuilds a BM25
+        index over them each time); a sealed segment gets an HNSW index (built in Milvus Lite's
+        background thread) and a BM25 index cached after its first search."""
         self.client.flush(self._collection)
         self._unflushed = 0
-        self.warm_up()
 
     def warm_up(self) -> None:
         """One throwaway hybrid search: Milvus Lite builds each segment's BM25 index on first use."""
@@ -426,7 +432,7 @@ class MilvusChunkStore(ChunkStore):
     def close(self) -> None:
         try:
             self.client.close()
-            if not self._uri.startswith(("http://", "https://", "tcp://", "unix:")):
+            if self._is_local:
                 _release_local(self._uri)
         except Exception:  # noqa: BLE001 - closing must never mask the real outcome
             pass
