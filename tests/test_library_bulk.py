@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,26 @@ def test_recovery_skips_the_orphan_scan_when_counts_agree(settings: Settings, tm
     orphan = svc.store.chunks_of(svc.library.documents()[0].doc_id)[0].model_copy(update={"chunk_id": "x-0000", "doc_id": "x"})
     store.add([orphan], [HashingEmbedder().embed(["x"])[0]])
     assert svc.library.recover().removed_orphan_chunks == 1 and ScanCountingStore.scans == 1
+
+
+def test_cli_reports_progress_and_a_second_run_adds_only_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core import ingest
+
+    monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
+    monkeypatch.setenv("CQA_STORE__MODE", "memory")
+    monkeypatch.setenv("CQA_INGEST__EMBED_BATCH", "4")
+    paths = _folder(tmp_path, 10)
+    folder = paths[0].parent
+    paths[5].unlink()  # "not yet copied" when the first run starts
+    assert ingest.main([str(folder)]) == 0
+    out, err = capsys.readouterr()
+    reports = [json.loads(line) for line in out.splitlines()]
+    assert [r["status"] for r in reports] == ["ingested"] * 9
+    assert "9/9 files · 9 passages" in err and "passages/s" in err
+    paths[5].write_bytes(_guideline(5))
+    assert ingest.main([str(folder), "--quiet-duplicates"]) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["file_name"] for line in out.splitlines()] == ["g005.md"]
+    assert "10/10 files" in err

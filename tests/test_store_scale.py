@@ -102,3 +102,30 @@ def test_supersede_and_delete_are_honoured_without_an_id_list(tmp_path: Path, mo
         assert svc.store.count() == sum(o.chunks for o in others) + old.chunks
     finally:
         svc.close()
+
+
+def test_migration_copies_a_lite_library_into_a_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import migrate_store, store
+    from tests.test_integration_library import _free_port, _milvus_server
+
+    monkeypatch.setattr(store, "_PAGE_ROWS", 7)  # the server is read page by page: several pages here
+    embedder = HashingEmbedder()
+    lite = tmp_path / "milvus.db"
+    source = MilvusChunkStore(str(lite), "guidelines", embedder.dim)
+    chunks = [_chunk(f"doc-{i % 4}", i) for i in range(30)]
+    source.add(chunks, embedder.embed([c.text for c in chunks]))
+    source.close()
+    port = _free_port()
+    with _milvus_server(tmp_path / "server", port):
+        uri = f"http://127.0.0.1:{port}"
+        assert migrate_store.main(["--from", str(lite), "--to", uri]) == 0
+        assert migrate_store.main(["--from", str(lite), "--to", uri]) == 3  # refuses to copy twice
+        target = MilvusChunkStore(uri, "guidelines", embedder.dim)
+        try:
+            assert target.count() == 30 and target.count("doc-1") == 8
+            assert [c.chunk_id for c in target.chunks_of("doc-1")] == sorted(c.chunk_id for c in chunks if c.doc_id == "doc-1")
+            vector = embedder.embed([chunks[9].text])[0]
+            hits = target.search(chunks[9].text, vector, 3, ChunkFilter())
+            assert hits[0].chunk == chunks[9]
+        finally:
+            target.close()
