@@ -1,8 +1,11 @@
 """The guideline library: ingest, list, supersede, delete and re-index documents.
 
 Ingestion is serialized (one writer) and atomic: the catalog row is `ingesting` while chunks are
-written and becomes `active` only after the last chunk is stored. Retrieval searches only active
-documents, so a half-written document is never visible; `recover()` removes the leftovers.
+written and becomes `active` only after the last chunk is stored. Retrieval leaves out every document
+that is not active, so a half-written document is never visible; `recover()` removes the leftovers.
+
+Files are parsed one at a time and embedded and stored in batches of a few hundred passages across
+files (one encoder call, one insert); a batch's documents become searchable in one transaction.
 """
 
 from __future__ import annotations
