@@ -149,7 +149,8 @@ class InMemoryStore(ChunkStore):
 
     def delete_documents(self, doc_ids: list[str]) -> None:
         with self._lock:
-            for key in [k for k, (c, _) in self._rows.items() if c.doc_id in doc_ids]:
+            gone = set(doc_ids)
+            for key in [k for k, (c, _) in self._rows.items() if c.doc_id in gone]:
                 del self._rows[key]
 
     def document_ids(self) -> set[str]:
@@ -428,6 +429,7 @@ class MilvusChunkStore(ChunkStore):
     def clear(self) -> None:
         with self._write_lock:
             self._store = self._open(**self._kwargs, overwrite=True)
+            self._unflushed = 0
 
     def close(self) -> None:
         try:
