@@ -51,7 +51,7 @@ def main() -> None:
         print(f"inserted {N_CHUNKS} chunks in {time.perf_counter() - t0:.1f}s")
         queries = [" ".join(rng.choice(WORDS) for _ in range(6)) for _ in range(N_QUERIES)]
         vectors = embedder.embed(queries)
-        where = ChunkFilter(doc_ids=docs)
+        where = ChunkFilter()
         ours, raw = [], []
         from pymilvus import AnnSearchRequest, RRFRanker
 

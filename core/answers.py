@@ -124,3 +124,4 @@ class Answer(BaseModel):
     )
     summary: str = Field(default="", description="The model's summary as written (shown only when verified).")
     summary_shown: bool = Field(default=False, description="The summary verified and is shown above the quotes.")
+    summary_error: str = Field(default="", description="Why the model could not write a summary (e.g. unreachable).")

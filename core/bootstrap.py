@@ -41,7 +41,6 @@ def first_start(settings: Settings, library: GuidelineLibrary) -> FirstStart:
     result = FirstStart(users_created=ensure_demo_users(settings))
     marker = settings.data_dir / ".corpus-indexed"
     if not marker.exists():
-        for path in corpus_files(settings.guidelines_dir):
-            result.indexed.append(library.ingest_file(path))
+        result.indexed = library.ingest_files(corpus_files(settings.guidelines_dir))
         marker.write_text("indexed from " + str(settings.guidelines_dir) + "\n", encoding="utf-8")
     return result

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import StoreLockedError
 from core.schema import DocumentMeta, FileFormat
+from core.store import ChunkFilter
 
 DocumentStatus = Literal["ingesting", "active", "superseded"]
 
@@ -43,6 +44,8 @@ CREATE TABLE IF NOT EXISTS documents (
     warnings TEXT NOT NULL DEFAULT '[]',
     ingested_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS documents_status ON documents (status);
+CREATE INDEX IF NOT EXISTS documents_guideline ON documents (lower(title), lower(coalesce(issuer, '')));
 """
 
 
@@ -89,6 +92,7 @@ class Catalog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._lock = threading.RLock()
+        self._depth = 0  # nesting of `transaction()` in the thread that holds the lock
         self._conn = sqlite3.connect(path, check_same_thread=False, timeout=10.0, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         try:
@@ -102,27 +106,42 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One SQLite transaction; a nested call joins the outer one (a bulk batch commits once)."""
         with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise StoreLockedError(
                     f"The library catalog {str(self._path)!r} is locked by another process ({exc})."
                 ) from exc
+            self._depth = 1
             try:
                 yield self._conn
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth = 0
             self._conn.execute("COMMIT")
 
     def insert(self, record: GuidelineRecord) -> None:
-        data = record.model_dump()
-        data["warnings"] = json.dumps(record.warnings)
-        cols = ", ".join(data)
-        marks = ", ".join(f":{k}" for k in data)
+        self.insert_many([record])
+
+    def insert_many(self, records: list[GuidelineRecord]) -> None:
+        if not records:
+            return
+        rows = [{**r.model_dump(), "warnings": json.dumps(r.warnings)} for r in records]
+        cols = ", ".join(rows[0])
+        marks = ", ".join(f":{k}" for k in rows[0])
         with self.transaction() as conn:
-            conn.execute(f"INSERT INTO documents ({cols}) VALUES ({marks})", data)
+            conn.executemany(f"INSERT INTO documents ({cols}) VALUES ({marks})", rows)
 
     def get(self, doc_id: str) -> GuidelineRecord | None:
         rows = self._select("WHERE doc_id = ?", (doc_id,))
@@ -143,6 +162,41 @@ class Catalog:
         with self._lock:
             rows = self._conn.execute(f"SELECT doc_id FROM documents WHERE status IN ({marks})", statuses)
             return [r["doc_id"] for r in rows]
+
+    def search_filter(
+        self,
+        include_superseded: bool = False,
+        doc_ids: list[str] | None = None,
+        issuer: str | None = None,
+        specialty: str | None = None,
+    ) -> ChunkFilter | None:
+        """What a search may see, or None when nothing is searchable.
+
+        The common case names only the documents to leave out (versions being written and, unless
+        asked for, superseded ones): a handful however large the library, so the store's filter
+        does not grow with it. A caller's own `doc_ids` selection is sent as given (its searchable part).
+        """
+        statuses = ("active", "superseded") if include_superseded else ("active",)
+        marks = ",".join("?" for _ in statuses)
+        with self._lock:
+            if doc_ids is not None:
+                visible = self._ids_where(f"status IN ({marks})", statuses)
+                only = [d for d in dict.fromkeys(doc_ids) if d in visible]
+                return ChunkFilter(only_doc_ids=only, issuer=issuer, specialty=specialty) if only else None
+            if self._conn.execute(f"SELECT 1 FROM documents WHERE status IN ({marks}) LIMIT 1", statuses).fetchone() is None:
+                return None
+            hidden = sorted(self._ids_where(f"status NOT IN ({marks})", statuses))
+        return ChunkFilter(exclude_doc_ids=hidden, issuer=issuer, specialty=specialty)
+
+    def _ids_where(self, where: str, params: tuple[str, ...]) -> set[str]:
+        with self._lock:
+            return {r["doc_id"] for r in self._conn.execute(f"SELECT doc_id FROM documents WHERE {where}", params)}
+
+    def stored_chunks(self) -> int:
+        """Chunks the store should hold for the finished documents (a cheap consistency check)."""
+        with self._lock:
+            row = self._conn.execute("SELECT coalesce(sum(chunks), 0) AS n FROM documents WHERE status != 'ingesting'").fetchone()
+        return int(row["n"])
 
     def same_guideline(self, title: str, issuer: str | None, exclude: str) -> list[GuidelineRecord]:
         """Other active versions of the guideline with this title and issuer."""

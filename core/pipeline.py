@@ -379,6 +379,7 @@ def _with_summary(quoted: Answer, summary: Answer) -> Answer:
         warnings = [w for w in notes if not w.startswith(("Not every sentence", "The cited passages do not mention"))]
         if summary.refusal and summary.refusal.reason == "model_unavailable":
             warnings.append(f"{summary.refusal.message} The guidelines' own sentences are shown.")
+            update["summary_error"] = summary.refusal.message
         elif summary.status == "answered":
             warnings.append(SUMMARY_NOT_SHOWN)
         update["warnings"] = warnings

@@ -8,7 +8,7 @@ from core.catalog import Catalog
 from core.embedding import Embedder, cosine
 from core.schema import RetrievedPassage
 from core.settings import RetrievalSettings
-from core.store import ChunkFilter, ChunkStore, SearchHit, index_text
+from core.store import ChunkStore, SearchHit, index_text
 
 if TYPE_CHECKING:
     from core.evidence import EvidenceSelector
@@ -41,14 +41,12 @@ class Retriever:
         if not query:
             return []
         include = self._settings.include_superseded if include_superseded is None else include_superseded
-        searchable = self._catalog.active_ids(include)
-        if doc_ids is not None:
-            searchable = [d for d in searchable if d in set(doc_ids)]
-        if not searchable:
-            return []
         k = k or self._settings.top_k
         vector = self._embedder.embed_query(query)
-        where = ChunkFilter(doc_ids=searchable, issuer=issuer or None, specialty=specialty or None)
+        # Read right before the search: it names the few documents to leave out, not every searchable one.
+        where = self._catalog.search_filter(include, doc_ids, issuer=issuer or None, specialty=specialty or None)
+        if where is None:
+            return []
         if self.reranker is None:
             return self._with_similarity(self._store.search(query, vector, k, where), vector)
         hits = self._store.search(query, vector, max(k, self.reranker.candidates), where)
@@ -58,9 +56,10 @@ class Retriever:
 
     def _with_similarity(self, hits: list[SearchHit], query_vector: list[float]) -> list[RetrievedPassage]:
         # RRF scores rank but do not measure relevance; the evidence gate needs a calibrated
-        # cosine, so the few returned passages are re-embedded (cheap at k <= 10).
-        texts = [index_text(h.chunk.title, h.chunk.section, h.chunk.text) for h in hits]
-        vectors = self._embedder.embed(texts) if texts else []
+        # cosine: from the stored vectors, or by re-embedding the few returned passages.
+        missing = [index_text(h.chunk.title, h.chunk.section, h.chunk.text) for h in hits if h.vector is None]
+        fresh = iter(self._embedder.embed(missing) if missing else [])
+        vectors = [h.vector if h.vector is not None else next(fresh) for h in hits]  # stored vectors when the store has them
         return [_passage(hit, round(cosine(query_vector, vec), 4)) for hit, vec in zip(hits, vectors, strict=True)]
 
 

@@ -18,7 +18,9 @@ class IngestSettings(BaseModel):
     min_chunk_chars: int = Field(default=160, ge=0, description="Fragments shorter than this are merged.")
     max_file_mb: float = Field(default=25.0, gt=0, description="Uploads larger than this are refused.")
     max_unzipped_mb: float = Field(default=100.0, gt=0, description="DOCX expanding beyond this is refused.")
-    embed_batch: int = Field(default=32, ge=1, le=512, description="Passages embedded and stored per batch.")
+    embed_batch: int = Field(
+        default=256, ge=1, le=4096, description="Passages embedded and stored per batch, across files in a bulk run."
+    )
 
 
 class StoreSettings(BaseModel):

@@ -77,6 +77,8 @@ def show_side(title: str, config: str, answer: Answer) -> None:
     if answer.status == "refused" and answer.refusal and answer.refusal.reason == "model_unavailable":
         st.error(f"This side's model could not answer: {answer.refusal.message}")
         return
+    if answer.summary_error:  # the quotes still answer; the model, which is what is compared, did not
+        st.error(f"This side's model could not answer: {answer.summary_error}")
     if answer.status == "refused" and answer.refusal:
         st.warning(f"Refused ({answer.refusal.reason.replace('_', ' ')})")
     elif answer.quotes:

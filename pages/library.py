@@ -10,6 +10,8 @@ from core.parsing import SUPPORTED_SUFFIXES
 from core.schema import DocumentMeta
 from pages.common import require_role, services, show_passages
 
+MAX_MESSAGES = 20  # per-file messages shown after an upload; the results table lists every file
+
 require_role("admin")
 svc = services()
 lib = svc.library
@@ -39,13 +41,17 @@ with upload_tab:
             issuer=issuer.strip() or None, version=version.strip() or None,
             effective_date=effective.strip() or None, specialty=specialty.strip() or None,
         )
-        results = []
-        for f in files:
-            bar = st.progress(0.0, text=f"Waiting: {f.name}")
-            outcome = lib.ingest_bytes(
-                f.getvalue(), f.name, meta, progress=lambda x, m, bar=bar: bar.progress(min(x, 1.0), text=m)
-            )
-            results.append(outcome)
+        bar = st.progress(0.0, text=f"Reading {len(files)} files…")
+        results = lib.ingest_uploads(
+            [(f.name, f.getvalue()) for f in files], meta,
+            on_progress=lambda p: bar.progress(p.files_done / max(p.files_total, 1), text=p.line()),
+        )
+        shown = results if len(results) <= MAX_MESSAGES else [r for r in results if r.status == "failed"][:MAX_MESSAGES]
+        if len(shown) < len(results):
+            counts = {s: sum(r.status == s for r in results) for s in ("ingested", "duplicate", "failed")}
+            st.info(f"{counts['ingested']:,} ingested, {counts['duplicate']:,} already in the library, "
+                    f"{counts['failed']:,} failed; the table below lists every file.")
+        for outcome in shown:
             {"ingested": st.success, "duplicate": st.info, "failed": st.error}[outcome.status](outcome.message)
         st.dataframe(
             pd.DataFrame([r.model_dump(include={"file_name", "status", "title", "chunks", "pages", "message"}) for r in results]),

@@ -53,7 +53,6 @@ from core.retrieval import _passage  # noqa: E402
 from core.schema import RetrievedPassage  # noqa: E402
 from core.services import Services, build_services  # noqa: E402
 from core.settings import REPO_ROOT, Settings  # noqa: E402
-from core.store import ChunkFilter  # noqa: E402
 
 CANDIDATES = 25
 TOP_PASSAGES = 5
@@ -74,7 +73,8 @@ class Case:
 
 def _candidates(svc: Services, cache: SentenceCache, question: str) -> tuple[list[Scored], float]:
     vector = svc.embedder.embed_query(question)
-    where = ChunkFilter(doc_ids=svc.catalog.active_ids(False))
+    where = svc.catalog.search_filter(False)
+    assert where is not None, "the demo corpus was not indexed"
     passages = [_passage(h, None) for h in svc.store.search(question, vector, CANDIDATES, where)]
     q = np.asarray(vector, dtype=np.float32)
     scored = []

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -185,11 +186,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_milvus_server_uri_path(tmp_path: Path, minilm: Embedder) -> None:
-    port = _free_port()
+@contextmanager
+def _milvus_server(data_dir: Path, port: int) -> Iterator[None]:
+    """`milvus-lite server` on 127.0.0.1:port, the same gRPC API as a Milvus server."""
     server_bin = Path(sys.executable).parent / "milvus-lite"
     server = subprocess.Popen(
-        [str(server_bin), "server", "--data-dir", str(tmp_path / "milvus-server"), "--host", "127.0.0.1", "--port", str(port)],
+        [str(server_bin), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -199,6 +201,15 @@ def test_milvus_server_uri_path(tmp_path: Path, minilm: Embedder) -> None:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.3)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_milvus_server_uri_path(tmp_path: Path, minilm: Embedder) -> None:
+    port = _free_port()
+    with _milvus_server(tmp_path / "milvus-server", port):
         uri = f"http://127.0.0.1:{port}"
         settings = Settings(data_dir=tmp_path / "var", milvus_uri=uri)
         assert settings.store.milvus_uri == uri
@@ -217,9 +228,6 @@ def test_milvus_server_uri_path(tmp_path: Path, minilm: Embedder) -> None:
             assert json.loads(proc.stdout)[0]["doc_id"] == out.doc_id
         finally:
             svc.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_unreachable_milvus_server_is_a_clear_error(tmp_path: Path, minilm: Embedder) -> None:

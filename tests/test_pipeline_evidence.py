@@ -80,7 +80,7 @@ def test_an_unreachable_model_leaves_the_quotes(fake_services: Services) -> None
 
     answer = _evidence_service(fake_services, FakeLLM(down)).ask(QUESTION)
     assert answer.status == "answered" and answer.quotes and not answer.summary_shown
-    assert any("127.0.0.1:9" in w for w in answer.warnings)
+    assert any("127.0.0.1:9" in w for w in answer.warnings) and "127.0.0.1:9" in answer.summary_error
 
 
 def test_no_sentence_over_the_threshold_is_a_refusal_with_nearest_sections(fake_services: Services) -> None:
