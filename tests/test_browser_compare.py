@@ -43,7 +43,8 @@ def test_side_by_side_comparison_shows_both_columns(app: RunningApp, browser_pag
     expect(differences).to_be_visible(timeout=180_000)
     expect(page.get_by_role("heading", name="A", exact=True)).to_be_visible()
     expect(page.get_by_role("heading", name="B", exact=True)).to_be_visible()
-    expect(page.get_by_text("Grounded: every sentence is supported")).to_have_count(2)
+    # Both sides quote the guideline; the quoting model's summary verifies, so it is shown on top of each.
+    expect(page.get_by_text("Summary verified: shown above the guideline sentences.")).to_have_count(2)
     expect(page.get_by_text("passage(s) retrieved once", exact=False)).to_be_visible()
     page.set_viewport_size({"width": 1400, "height": 2000})  # Streamlit scrolls inside its main area
     wait_idle(page)
