@@ -22,7 +22,6 @@ embedded once per process.
 from __future__ import annotations
 
 import json
-import math
 import re
 import threading
 from collections import OrderedDict
@@ -492,8 +491,3 @@ def fit_logistic(rows: np.ndarray, labels: np.ndarray, names: tuple[str, ...], l
             break
     return LinearScorer(features=list(names), weights=[round(float(x), 6) for x in w[:-1]], bias=round(float(w[-1]), 6),
                         mean=[round(float(x), 6) for x in mean], scale=[round(float(x), 6) for x in scale])
-
-
-def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
-    eps = 1e-9
-    return float(-np.mean(labels * np.log(probs + eps) + (1 - labels) * np.log(1 - probs + eps))) if len(labels) else math.nan
