@@ -83,7 +83,7 @@ def build_services(settings: Settings | None = None, *, embedder: Embedder | Non
     return Services(settings, embedder, store, catalog, library, retriever, recovery, selector)
 
 
-def warm_evidence_cache(services: Services, max_chunks: int = 5000) -> int:
+def warm_evidence_cache(services: Services, max_chunks: int = 20_000) -> int:
     """Embed the sentences of every active passage now (libraries up to `max_chunks` chunks), so the first
     questions are as fast as the rest. Returns how many passages were cached; run it off the request path."""
     if services.selector is None:
@@ -94,8 +94,9 @@ def warm_evidence_cache(services: Services, max_chunks: int = 5000) -> int:
             passages += [_as_passage(c) for c in services.library.chunks(doc_id)]
             if len(passages) > max_chunks:
                 return 0
-        for start in range(0, len(passages), 64):
-            services.selector.cache.warm(passages[start : start + 64])
+        # Small batches: a clinician's question waits for the embedder lock at most one batch (~0.2 s).
+        for start in range(0, len(passages), 8):
+            services.selector.cache.warm(passages[start : start + 8])
     except Exception:  # noqa: BLE001 - a warm-up only saves time; the store may close under it at shutdown
         return 0
     return len(passages)

@@ -103,3 +103,13 @@ def test_summary_off_returns_the_quotes_without_asking_the_model(fake_services: 
     llm = FakeLLM(lambda _: "unused")
     answer = _evidence_service(fake_services, llm).ask(QUESTION, options=AskOptions(summary=False))
     assert answer.status == "answered" and answer.quotes and not llm.calls
+
+
+def test_the_sentence_cache_is_warmed_for_every_active_passage(fake_services: Services) -> None:
+    from core.services import warm_evidence_cache
+
+    fake_services.library.ingest_bytes(GUIDELINE, "anaphylaxis.md")
+    assert fake_services.selector is not None
+    n = warm_evidence_cache(fake_services)
+    assert n == fake_services.store.count() > 0 and len(fake_services.selector.cache) == n
+    assert warm_evidence_cache(fake_services, max_chunks=0) == 0  # too large a library: left to first use
