@@ -155,20 +155,24 @@ class AnswerService:
     def ask(self, question: str, history: list[Turn] | None = None, options: AskOptions | None = None) -> Answer:
         return self.run(question, history, options).result()
 
-    def run(self, question: str, history: list[Turn] | None = None, options: AskOptions | None = None) -> AnswerRun:
+    def run(self, question: str, history: list[Turn] | None = None, options: AskOptions | None = None,
+            screened: SafetyDecision | None = None) -> AnswerRun:
+        """`screened`: this question's decision from `screen`, so a UI that showed it first does not pay
+        for the screen (its MiniLM call) twice."""
         run = AnswerRun(iter(()))
-        run._steps = self._steps(run, question, history or [], options or AskOptions())
+        run._steps = self._steps(run, question, history or [], options or AskOptions(), screened)
         return run
 
     # -- the pipeline -----------------------------------------------------------------------
-    def _steps(self, run: AnswerRun, question: str, history: list[Turn], opts: AskOptions) -> Iterator[str]:
+    def _steps(self, run: AnswerRun, question: str, history: list[Turn], opts: AskOptions,
+               screened: SafetyDecision | None = None) -> Iterator[str]:
         started = time.perf_counter()
         base = Answer(
             status="answered", text="", question=question, prompt_version=opts.prompt.version,
             model=self._llm.info.name, backend=self._llm.info.backend,
             adapter=AdapterRef(name=opts.adapter.name, scale=opts.adapter.scale) if opts.adapter else None,
         )
-        decision = self._safety.check(question)
+        decision = screened if screened is not None else self._safety.check(question)
         base.rule_set_version = decision.rule_set_version
         if decision.pii:
             base.warnings.append(PII_WARNING.format(kinds=", ".join(decision.pii)))

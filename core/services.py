@@ -7,6 +7,7 @@ when that backend is chosen.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 from core.catalog import Catalog
@@ -100,6 +101,13 @@ def warm_evidence_cache(services: Services, max_chunks: int = 20_000) -> int:
     except Exception:  # noqa: BLE001 - a warm-up only saves time; the store may close under it at shutdown
         return 0
     return len(passages)
+
+
+def start_cache_warmup(services: Services) -> threading.Thread:
+    """`warm_evidence_cache` in a daemon thread: off the request path, never blocking a start."""
+    thread = threading.Thread(target=warm_evidence_cache, args=(services,), daemon=True, name="evidence-cache")
+    thread.start()
+    return thread
 
 
 def _as_passage(c: StoredChunk) -> RetrievedPassage:

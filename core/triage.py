@@ -24,7 +24,7 @@ from core.answers import Escalation
 from core.embedding import Embedder
 from core.emergency_classifier import CLASSIFIER_FILE, EmergencyClassifier, EmergencyScreen
 from core.errors import CQAError
-from core.rules import RuleSet
+from core.rules import RuleSet, rules_dir
 from core.safety import SafetyDecision
 from core.settings import REPO_ROOT, Settings
 from core.vitals import DEFAULT_VITALS_PATH, VitalThresholds, read_vitals
@@ -114,6 +114,13 @@ class LayeredScreen:
         return Escalation(level="emergent", rule=f"classifier:{verdict.category}",
                           message=self._message("emergent", f"this reads like {topic}"), layer="classifier",
                           triggers=[verdict.trigger], explanation=explanation)
+
+
+def screen_stamp(settings: Settings) -> str:
+    """Changes whenever the screen would: a rules file edited, the classifier retrained (cheap: file
+    names, sizes and times). UIs key their cached answer service on it."""
+    files = [*sorted(rules_dir(settings).glob("*.yaml")), classifier_path(settings)]
+    return "|".join(f"{p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in files if p.exists())
 
 
 def classifier_path(settings: Settings) -> Path:

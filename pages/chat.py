@@ -76,7 +76,7 @@ if question:
                 render_escalation(decision.escalation)
         try:
             prompt = prompts.active() if prompt_choice == "(active)" else prompts.get(prompt_choice).template
-            run = answers.run(question, earlier, AskOptions(prompt=prompt, adapter=adapter))
+            run = answers.run(question, earlier, AskOptions(prompt=prompt, adapter=adapter), screened=decision)
             quotes, preview = st.empty(), st.empty()
             with preview.container():
                 st.caption("Searching the guidelines…")

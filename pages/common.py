@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import streamlit as st
@@ -13,11 +12,10 @@ from core.bootstrap import FirstStart, ensure_demo_users, first_start
 from core.errors import CQAError
 from core.llm import AdapterChoice, LLMBackend
 from core.pipeline import AnswerService
-from core.rules import rules_dir
 from core.schema import RetrievedPassage
-from core.services import Services, build_answer_service, build_services, warm_evidence_cache
+from core.services import Services, build_answer_service, build_services, start_cache_warmup
 from core.settings import Settings
-from core.triage import classifier_path
+from core.triage import screen_stamp
 from core.users import Role, UserStore
 
 
@@ -30,8 +28,7 @@ def _services(data_dir: str) -> tuple[Services, FirstStart]:
     # Keyed by data folder so tests (and a second corpus) never share an instance by accident.
     services = build_services(Settings(data_dir=data_dir))
     started = first_start(services.settings, services.library)
-    # Answer sentences are embedded once per passage: do it now, off the request path.
-    threading.Thread(target=warm_evidence_cache, args=(services,), daemon=True, name="evidence-cache").start()
+    start_cache_warmup(services)
     return services, started
 
 
@@ -57,13 +54,6 @@ def _answer_service(data_dir: str, backend: str, ollama_model: str, rules_versio
     return build_answer_service(services(), llm)
 
 
-def rules_stamp(settings: Settings) -> str:
-    """Changes whenever a rules file changes (cheap: file names, sizes and times)."""
-    folder = rules_dir(settings)
-    files = [*sorted(folder.glob("*.yaml")), classifier_path(settings)]  # a retrained classifier counts too
-    return "|".join(f"{p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in files if p.exists())
-
-
 def answer_service(ollama_model: str | None = None) -> AnswerService:
     """The process-wide answer pipeline (one model in memory, shared behind its lock); with Ollama,
     one per model tag the user picks (a light client, no model is loaded here)."""
@@ -71,7 +61,7 @@ def answer_service(ollama_model: str | None = None) -> AnswerService:
     try:
         return _answer_service(
             str(settings.data_dir), settings.llm.backend, ollama_model or settings.llm.ollama_model,
-            rules_stamp(settings),
+            screen_stamp(settings),
         )
     except CQAError as exc:
         st.error(f"The language model is unavailable: {exc}")

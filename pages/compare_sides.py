@@ -10,7 +10,8 @@ from core.errors import CQAError
 from core.pipeline import AnswerService
 from core.prompt_store import PromptStore
 from core.settings import Settings
-from pages.common import answer_service, rules_stamp, services
+from core.triage import screen_stamp
+from pages.common import answer_service, services
 
 NO_ADAPTER = "none (base model)"
 BACKENDS = ["configured", "embedded", "ollama"]
@@ -60,7 +61,7 @@ def make_side(config: CompareConfig, name: str, settings: Settings, prompts: Pro
         if uses_configured_backend(config, settings.llm):
             service = answer_service()
         else:
-            service = _backend_service(str(settings.data_dir), str(config.backend), config.model, rules_stamp(settings))
+            service = _backend_service(str(settings.data_dir), str(config.backend), config.model, screen_stamp(settings))
         return build_side(config, service, prompts, settings)
     except CQAError as exc:
         st.error(f"{name}: {exc}")

@@ -84,3 +84,21 @@ def run_page_as(page: Path, role: str = "admin") -> AppTest:
     at.session_state["auth_user"] = role
     at.session_state["auth_role"] = role
     return at.run()
+
+
+# A one-section-per-claim anaphylaxis guideline shared by the pipeline tests (Markdown with front matter).
+GUIDELINE = b"""---
+title: Anaphylaxis in adults
+issuer: Test Trust
+version: "4"
+---
+# Anaphylaxis in adults
+
+## 3. Treatment
+
+Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh. Repeat the adrenaline dose after 5 minutes if there is no improvement.
+
+## 4. Observation
+
+Observe patients for at least 6 hours after symptoms resolve before discharge.
+"""

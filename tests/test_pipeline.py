@@ -14,22 +14,7 @@ from core.prompts import NOT_IN_GUIDELINES
 from core.safety import SafetyDecision
 from core.services import Services
 from core.settings import AnswerSettings
-
-GUIDELINE = b"""---
-title: Anaphylaxis in adults
-issuer: Test Trust
-version: "4"
----
-# Anaphylaxis in adults
-
-## 3. Treatment
-
-Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh. Repeat the adrenaline dose after 5 minutes if there is no improvement.
-
-## 4. Observation
-
-Observe patients for at least 6 hours after symptoms resolve before discharge.
-"""
+from tests.conftest import GUIDELINE
 
 LOOSE = AnswerSettings(evidence_threshold=0.05, min_passage_similarity=0.0, max_passages=3)
 

@@ -12,23 +12,9 @@ from core.llm import ChatMessage, FakeLLM, GenerationParams
 from core.pipeline import NO_ANSWER_SENTENCE_MESSAGE, SUMMARY_NOT_SHOWN, AnswerService, AskOptions
 from core.services import Services
 from core.settings import AnswerSettings
+from tests.conftest import GUIDELINE
 
 QUESTION = "What dose of adrenaline in anaphylaxis?"
-GUIDELINE = b"""---
-title: Anaphylaxis in adults
-issuer: Test Trust
-version: "4"
----
-# Anaphylaxis in adults
-
-## 3. Treatment
-
-Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh. Repeat the adrenaline dose after 5 minutes if there is no improvement.
-
-## 4. Observation
-
-Observe patients for at least 6 hours after symptoms resolve before discharge.
-"""
 
 
 def _evidence_service(svc: Services, llm: FakeLLM, threshold: float = 0.05) -> AnswerService:
@@ -113,3 +99,23 @@ def test_the_sentence_cache_is_warmed_for_every_active_passage(fake_services: Se
     n = warm_evidence_cache(fake_services)
     assert n == fake_services.store.count() > 0 and len(fake_services.selector.cache) == n
     assert warm_evidence_cache(fake_services, max_chunks=0) == 0  # too large a library: left to first use
+
+
+def test_a_decision_already_shown_is_not_screened_again(fake_services: Services) -> None:
+    from core.answers import Escalation
+    from core.safety import SafetyDecision
+
+    calls: list[str] = []
+
+    class Counting:
+        def check(self, message: str) -> SafetyDecision:
+            calls.append(message)
+            return SafetyDecision()
+
+    svc = _evidence_service(fake_services, FakeLLM(lambda _: "unused"))
+    svc._safety = Counting()
+    shown = SafetyDecision(escalation=Escalation(level="emergent", rule="r", message="Call 999"))
+    answer = svc.run(QUESTION, screened=shown).result()
+    assert calls == [] and answer.status == "escalated" and answer.text.startswith("Call 999")
+    svc.ask(QUESTION)
+    assert calls == [QUESTION]

@@ -148,3 +148,13 @@ def test_shipped_classifier_covers_the_categories_and_reports_its_training() -> 
     assert int(str(model.report["examples"])) >= 3000
     sources = model.report["sources"]
     assert isinstance(sources, dict) and not any("blind" in s for s in sources)
+
+
+def test_screen_stamp_changes_when_the_classifier_is_retrained(tmp_path: Path) -> None:
+    from core.triage import screen_stamp
+
+    settings = Settings(data_dir=tmp_path)
+    before = screen_stamp(settings)
+    (tmp_path / "triage").mkdir()
+    (tmp_path / "triage" / "classifier.json").write_text(EmergencyClassifier.load().model_dump_json())
+    assert screen_stamp(settings) != before
