@@ -11,7 +11,14 @@ import pytest
 
 from core.adapters.dataset import Dataset, build_dataset, red_flags_from_rules
 from core.adapters.registry import AdapterRegistry
-from core.adapters.train import TrainConfig, TrainingCancelled, TrainProgress, load_dataset_dir, train_adapter
+from core.adapters.train import (
+    TrainConfig,
+    TrainingCancelled,
+    TrainProgress,
+    load_dataset_dir,
+    lora_config,
+    train_adapter,
+)
 from core.embedding import HashingEmbedder
 from core.errors import CQAError
 from core.llm import AdapterChoice, ChatMessage, GenerationParams
@@ -138,3 +145,12 @@ def test_converted_lora_behaves_in_llama_cpp_as_in_transformers(base_gguf: Path,
     assert adapted != base
     words = hf.split()[:5]
     assert adapted.split()[:5] == words, (hf, adapted)
+
+
+def test_peft_gets_every_setting_the_card_records() -> None:
+    """The card records `dropout`; PEFT must train with it (it once sat inside a comment, so PEFT used 0.0)."""
+    config = TrainConfig(name="x", rank=16, alpha=32, dropout=0.05, first_layer=15)
+    lora = lora_config(config, n_layers=30)
+    assert lora.lora_dropout == 0.05 and lora.r == 16 and lora.lora_alpha == 32
+    assert sorted(lora.target_modules) == sorted(config.target_modules)
+    assert list(lora.layers_to_transform) == list(range(15, 30))

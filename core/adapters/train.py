@@ -112,6 +112,15 @@ def encode(tokenizer: Any, example: TrainingExample) -> tuple[list[int], list[in
     return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
 
 
+def lora_config(config: TrainConfig, n_layers: int) -> Any:
+    """The PEFT configuration for a run: every field of the card's `training.config` that PEFT reads."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.rank, lora_alpha=config.alpha,  # type: ignore[arg-type]  # float alphas work
+                      lora_dropout=config.dropout, target_modules=list(config.target_modules), bias="none",
+                      task_type="CAUSAL_LM", layers_to_transform=list(range(config.first_layer, n_layers)))
+
+
 def train_adapter(
     dataset: Dataset,
     base_gguf: Path,
@@ -122,7 +131,7 @@ def train_adapter(
     overwrite: bool = False,
 ) -> TrainResult:
     import torch
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    from peft import get_peft_model, get_peft_model_state_dict
 
     started = time.monotonic()
 
@@ -151,10 +160,7 @@ def train_adapter(
     n_layers = int(model.config.num_hidden_layers)
     if config.first_layer >= n_layers:
         raise CQAError(f"first_layer {config.first_layer} is past the model's {n_layers} layers.")
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha,  # type: ignore[arg-type]  # float alphas work lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM",
-                      layers_to_transform=list(range(config.first_layer, n_layers)))
-    model = get_peft_model(model, lora)
+    model = get_peft_model(model, lora_config(config, n_layers))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     encoded = [encode(tokenizer, e) for e in train_set]
