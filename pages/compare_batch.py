@@ -12,8 +12,9 @@ from typing import Any
 
 import streamlit as st
 
-from core.compare import CompareConfig
-from core.compare_batch import (
+from core.eval import EvalCase, load_cases, parse_cases
+from core.evaluation.compare import CompareConfig
+from core.evaluation.compare_batch import (
     EVAL_SET,
     LATENCY_METRICS,
     RATE_METRICS,
@@ -23,7 +24,6 @@ from core.compare_batch import (
     run_batch,
     summary_frame,
 )
-from core.eval import EvalCase, load_cases, parse_cases
 from core.prompt_store import PromptStore
 from core.settings import Settings
 from pages.compare_sides import make_side, show_side

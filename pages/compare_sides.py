@@ -5,8 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from core.answers import Answer
-from core.compare import CompareConfig, Side, available_adapters, build_side, config_service, uses_configured_backend
 from core.errors import CQAError
+from core.evaluation.compare import (
+    CompareConfig,
+    Side,
+    available_adapters,
+    build_side,
+    config_service,
+    uses_configured_backend,
+)
 from core.pipeline import AnswerService
 from core.prompt_store import PromptStore
 from core.settings import Settings

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from core.compare import FixedPassages, PreferenceError, PreferenceStore, compare, config_label, preference_store_for
+from core.evaluation.compare import (
+    FixedPassages,
+    PreferenceError,
+    PreferenceStore,
+    compare,
+    config_label,
+    preference_store_for,
+)
 from core.llm import AdapterChoice, ChatMessage, FakeLLM, GenerationParams
 from core.pipeline import AnswerService, AskOptions
 from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, PromptTemplate

@@ -16,7 +16,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from core.compare import (
+from core.embedding import HashingEmbedder
+from core.eval import EvalCase, load_cases, parse_cases
+from core.evaluation.compare import (
     CompareConfig,
     CompareConfigError,
     Side,
@@ -27,9 +29,7 @@ from core.compare import (
     config_options,
     config_prompt,
 )
-from core.compare_batch import EVAL_SET, BatchCase, cases_frame, run_batch, summary_frame, write_results
-from core.embedding import HashingEmbedder
-from core.eval import EvalCase, load_cases, parse_cases
+from core.evaluation.compare_batch import EVAL_SET, BatchCase, cases_frame, run_batch, summary_frame, write_results
 from core.llm import FakeLLM
 from core.llm.ollama_backend import OllamaBackend
 from core.pipeline import AnswerService, AskOptions
@@ -333,7 +333,8 @@ def test_shipped_red_flag_cases_match_the_escalation_rules() -> None:
 def test_interrupted_cli_writes_and_summarises_the_finished_cases(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import core.compare_batch as batch
+    import core.evaluation.compare_batch as batch
+    from core.cli.compare import main
 
     monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
     monkeypatch.setenv("CQA_STORE__MODE", "memory")
@@ -349,7 +350,7 @@ def test_interrupted_cli_writes_and_summarises_the_finished_cases(
 
     monkeypatch.setattr(batch, "compare_case", interrupted_on_the_second)
     out = tmp_path / "partial.jsonl"
-    assert batch.main([str(_write_cases(tmp_path / "cases.jsonl")), "--out", str(out)]) == 130
+    assert main([str(_write_cases(tmp_path / "cases.jsonl")), "--out", str(out)]) == 130
     assert [BatchCase.model_validate_json(line).case.id for line in out.read_text().splitlines()] == ["dose"]
     captured = capsys.readouterr()
     assert "interrupted after 1 of 3 cases" in captured.err

@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.adapters.dataset import TrainingExample, load_examples
+from core.adapters.progress import TrainProgress
 from core.citations import verify
 from core.errors import CQAError
 from core.llm import AdapterChoice, ChatMessage, GenerationParams, LLMBackend, default_params
@@ -166,9 +167,9 @@ def evaluate_on_cases(
     evaluation set (`core.eval` cases), retrieval shared by both sides (`core.compare_batch`)."""
     import math
 
-    from core.compare import CompareConfig, build_side, config_service
-    from core.compare_batch import cases_frame, run_batch, summary_frame
     from core.eval import load_cases
+    from core.evaluation.compare import CompareConfig, build_side, config_service
+    from core.evaluation.compare_batch import cases_frame, run_batch, summary_frame
     from core.prompt_store import prompt_store_for
     from core.services import build_services
 
@@ -217,7 +218,6 @@ def evaluate_into_card(
     cancel: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Run the validation comparison and store it under the card's `evaluation.validation`."""
-    from core.adapters.train import TrainProgress
     from core.llm.embedded import EmbeddedLlamaBackend
 
     name = adapter_path.stem

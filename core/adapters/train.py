@@ -25,15 +25,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from core.adapters.convert import gguf_lora_tensors, write_gguf_lora
 from core.adapters.dataset import Dataset, DatasetReport, TrainingExample, load_examples
+from core.adapters.progress import Phase, TrainProgress
 from core.errors import CQAError
 
-Phase = Literal["dataset", "load", "train", "convert", "evaluate", "register", "done", "failed", "cancelled"]
 MIN_FREE_BYTES = 200 * 1024 * 1024
 
 
@@ -58,15 +58,6 @@ class TrainConfig(BaseModel):
         default=None, gt=0, description="Fit the run into this many seconds of training: after 3 steps the "
         "step count (and the learning-rate schedule) is cut to what the measured speed allows.")
     validation_batches: int = Field(default=12, ge=0, description="Validation examples scored for the loss curve.")
-
-
-class TrainProgress(BaseModel):
-    phase: Phase
-    step: int = 0
-    total: int = 0
-    loss: float | None = None
-    elapsed_s: float = 0.0
-    message: str = ""
 
 
 class TrainingCancelled(CQAError):

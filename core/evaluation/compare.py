@@ -1,0 +1,380 @@
+"""Side-by-side comparison: one question, retrieved once, answered by configurations A and B on the
+identical passages (temperature 0, fixed seed), plus the user's recorded preference.
+
+A configuration (`CompareConfig`) is a prompt version, an optional LoRA adapter and scale, and a backend;
+its text form is `prompt=v3,adapter=cqa-smollm2,scale=0.5,backend=ollama:llama3.2` (every key optional).
+`python -m core.compare CASES.jsonl --a CONFIG --b CONFIG --out FILE` runs a whole evaluation set
+(`core.evaluation.compare_batch`, CLI in `core.cli.compare`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.answers import Answer
+from core.audit import utc_now
+from core.errors import CQAError
+from core.eval import adapter_folders, resolve_adapter
+from core.llm import LLMBackend, build_llm
+from core.pipeline import AnswerService, AskOptions
+from core.prompt_store import PromptStore, PromptStoreError
+from core.prompts import PromptTemplate
+from core.retrieval import Retriever
+from core.schema import RetrievedPassage
+from core.services import Services, build_answer_service
+from core.settings import LLMSettings, Settings
+from core.sql import ensure_sqlite_folder, open_engine
+
+Preferred = Literal["A", "B", "tie"]
+BackendName = Literal["embedded", "ollama"]
+CONFIG_KEYS = ("prompt", "adapter", "scale", "backend")
+_NONE_WORDS = {"none", "off", "base", "no"}
+
+
+class CompareConfigError(CQAError):
+    """A configuration string or one of its parts (prompt version, adapter) is not usable."""
+
+
+class CompareConfig(BaseModel):
+    """What one side of a comparison runs with; every field unset means the deployment's default."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str | None = Field(default=None, description="Stored prompt version; None = the active one.")
+    adapter: str | None = Field(default=None, description="Adapter name (adapter folders) or .gguf path; None = base.")
+    scale: float = Field(default=1.0, ge=0.0, le=1.0, description="Adapter strength (with an adapter).")
+    backend: BackendName | None = Field(default=None, description="None = the configured backend.")
+    model: str | None = Field(default=None, description="Ollama model tag (backend 'ollama'); None = configured tag.")
+
+    @classmethod
+    def parse(cls, text: str) -> CompareConfig:
+        """`prompt=3,adapter=NAME,scale=0.5,backend=embedded|ollama[:TAG]`; raises `CompareConfigError`."""
+        values: dict[str, str] = {}
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            key, sep, value = (x.strip() for x in part.partition("="))
+            if not sep or key.lower() not in CONFIG_KEYS:
+                raise CompareConfigError(
+                    f"{part!r} in configuration {text!r} is not key=value with a key among {', '.join(CONFIG_KEYS)}."
+                )
+            if key.lower() in values:
+                raise CompareConfigError(f"{key!r} appears twice in configuration {text!r}.")
+            if not value:
+                raise CompareConfigError(f"{key!r} has no value in configuration {text!r}.")
+            values[key.lower()] = value
+        prompt = values.get("prompt")
+        adapter = values.get("adapter")
+        adapter = None if adapter is None or adapter.lower() in _NONE_WORDS else adapter
+        if "scale" in values and adapter is None:
+            raise CompareConfigError(f"scale needs an adapter in configuration {text!r}.")
+        backend, model = _parse_backend(values.get("backend"), text)
+        return cls(
+            prompt=None if prompt is None or prompt.lower() == "active" else prompt, adapter=adapter,
+            scale=_parse_scale(values.get("scale"), text), backend=backend, model=model,
+        )
+
+    def __str__(self) -> str:
+        """The canonical text form (defaults left out), so `parse(str(c)) == c`."""
+        parts = [f"prompt={self.prompt}"] if self.prompt else []
+        if self.adapter:
+            parts += [f"adapter={self.adapter}", f"scale={self.scale:g}"]
+        if self.backend:
+            parts.append(f"backend={self.backend}" + (f":{self.model}" if self.model else ""))
+        return ",".join(parts)
+
+
+def _parse_scale(value: str | None, text: str) -> float:
+    if value is None:
+        return 1.0
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = -1.0
+    if not 0.0 <= scale <= 1.0:
+        raise CompareConfigError(f"scale must be a number between 0 and 1, not {value!r} (configuration {text!r}).")
+    return scale
+
+
+def _parse_backend(value: str | None, text: str) -> tuple[BackendName | None, str | None]:
+    if value is None or value.lower() in {"configured", "default"}:
+        return None, None
+    name, _, model = value.partition(":")
+    if name.lower() == "embedded" and not model:
+        return "embedded", None
+    if name.lower() == "ollama":
+        return "ollama", model.strip() or None
+    raise CompareConfigError(f"backend must be 'embedded', 'ollama' or 'ollama:TAG', not {value!r} (configuration {text!r}).")
+
+
+def available_adapters(settings: Settings) -> list[str]:
+    """Adapter names found in the adapter folders (`core.eval.adapter_folders`)."""
+    return sorted({p.stem for f in adapter_folders(settings) if f.is_dir() for p in f.glob("*.gguf")})
+
+
+def config_prompt(config: CompareConfig, prompts: PromptStore) -> PromptTemplate:
+    """The prompt version a configuration names; `3` also finds `v3`."""
+    if config.prompt is None:
+        return prompts.active()
+    labels = [config.prompt, f"v{config.prompt}"] if config.prompt.isdigit() else [config.prompt]
+    for label in labels:
+        try:
+            return prompts.get(label).template
+        except PromptStoreError:
+            continue
+    known = ", ".join(v.version for v in prompts.versions())
+    raise CompareConfigError(f"There is no prompt version {config.prompt!r}; available: {known}.")
+
+
+def config_options(config: CompareConfig, settings: Settings, prompts: PromptStore) -> AskOptions:
+    """Prompt and adapter of a configuration; raises `CompareConfigError` for an unknown one."""
+    adapter = None
+    if config.adapter is not None:
+        try:
+            adapter = resolve_adapter(config.adapter, config.scale, settings)
+        except CQAError as exc:
+            raise CompareConfigError(str(exc)) from exc
+    return AskOptions(prompt=config_prompt(config, prompts), adapter=adapter)
+
+
+def config_llm(config: CompareConfig, settings: LLMSettings) -> LLMBackend | None:
+    """The model a configuration names, or None for the configured one. Building an Ollama backend
+    contacts nothing; an unreachable server shows up as that side's `model_unavailable` refusal."""
+    if uses_configured_backend(config, settings):
+        return None
+    update: dict[str, object] = {"backend": config.backend}
+    if config.model:
+        update["ollama_model"] = config.model
+    return build_llm(settings.model_copy(update=update))
+
+
+def uses_configured_backend(config: CompareConfig, settings: LLMSettings) -> bool:
+    return config.backend is None or (config.backend == settings.backend and config.model in (None, settings.ollama_model))
+
+
+def config_service(config: CompareConfig, services: Services, configured: AnswerService | None = None) -> AnswerService:
+    """The answer pipeline on a configuration's backend (`configured` when it names the configured one)."""
+    llm = config_llm(config, services.settings.llm)
+    if llm is None and configured is not None:
+        return configured
+    return build_answer_service(services, llm)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One configuration made runnable: its backend's answer pipeline, its options and its label."""
+
+    service: AnswerService
+    options: AskOptions
+    label: str
+
+
+def build_side(config: CompareConfig, service: AnswerService, prompts: PromptStore, settings: Settings) -> Side:
+    options = config_options(config, settings, prompts)
+    return Side(service, options, side_label(options, service))
+
+
+def side_label(options: AskOptions, service: AnswerService) -> str:
+    info = service.llm.info
+    return f"{config_label(options)} · {info.backend} {info.name}"
+
+
+class FixedPassages(Retriever):
+    """A retriever that returns passages fetched earlier, so both sides see exactly the same evidence."""
+
+    def __init__(self, passages: list[RetrievedPassage]) -> None:
+        self._passages = list(passages)
+
+    def retrieve(self, query: str, k: int | None = None, **_filters: Any) -> list[RetrievedPassage]:
+        return list(self._passages[:k] if k else self._passages)
+
+
+class Difference(BaseModel):
+    measure: str
+    a: str
+    b: str
+    differs: bool
+
+
+class Comparison(BaseModel):
+    question: str
+    config_a: str = Field(description="e.g. 'prompt v2 · no adapter'.")
+    config_b: str
+    passages: list[RetrievedPassage] = Field(description="Retrieved once; both sides were given these.")
+    retrieve_s: float
+    a: Answer
+    b: Answer
+    differences: list[Difference]
+
+    def differences_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([d.model_dump() for d in self.differences], columns=["measure", "a", "b", "differs"])
+
+
+def config_label(options: AskOptions) -> str:
+    adapter = f"adapter {options.adapter.name} ×{options.adapter.scale:g}" if options.adapter else "no adapter"
+    top_k = f" · top {options.top_k}" if options.top_k else ""
+    return f"prompt {options.prompt.version} · {adapter}{top_k}"
+
+
+def compare(service: AnswerService, question: str, a: AskOptions, b: AskOptions) -> Comparison:
+    """Retrieve once, then answer with A and B in turn on those passages."""
+    return compare_sides(question, Side(service, a, config_label(a)), Side(service, b, config_label(b)))
+
+
+def compare_sides(question: str, a: Side, b: Side) -> Comparison:
+    """Retrieve once (with A's retriever, the larger top_k), then answer with A and B on those passages,
+    each on its own backend."""
+    # The comparison reads the service's private parts rather than widen AnswerService's public API.
+    k = max(side.options.top_k or side.service._settings.top_k for side in (a, b))
+    t0 = time.perf_counter()
+    passages = a.service._retriever.retrieve(question.strip(), k)
+    retrieve_s = round(time.perf_counter() - t0, 3)
+    answer_a = on_passages(a.service, passages).ask(question, None, a.options)
+    answer_b = on_passages(b.service, passages).ask(question, None, b.options)
+    return Comparison(
+        question=question, config_a=a.label, config_b=b.label, passages=passages,
+        retrieve_s=retrieve_s, a=answer_a, b=answer_b, differences=differences(answer_a, answer_b),
+    )
+
+
+def on_passages(service: AnswerService, passages: list[RetrievedPassage]) -> AnswerService:
+    """A copy of `service` that answers from `passages` only, greedily (temperature 0, same seed).
+
+    Without the Ollama fallback: a side whose server is unreachable must say so, not quietly become
+    the embedded model and blur the comparison."""
+    s = service
+    return AnswerService(
+        retriever=FixedPassages(passages), llm=s.llm, settings=s._settings,
+        params=s._params.model_copy(update={"temperature": 0.0}),
+        safety=s._safety, fallback=None, library_is_empty=s._library_is_empty, selector=s._selector,
+    )
+
+
+def differences(a: Answer, b: Answer) -> list[Difference]:
+    rows: list[tuple[str, object, object]] = [
+        ("status", a.status, b.status),
+        ("refusal", a.refusal.reason if a.refusal else "—", b.refusal.reason if b.refusal else "—"),
+        ("escalation", a.escalation.level if a.escalation else "—", b.escalation.level if b.escalation else "—"),
+        ("grounded", a.grounded, b.grounded),
+        ("summary shown (verified)", a.summary_shown, b.summary_shown),
+        ("guideline sentences quoted", len(a.quotes), len(b.quotes)),
+        ("verified citations", _verified(a), _verified(b)),
+        ("format valid first time", a.format_valid, b.format_valid),
+        ("prompt tokens", a.tokens.prompt, b.tokens.prompt),
+        ("completion tokens", a.tokens.completion, b.tokens.completion),
+        ("total seconds", f"{a.timings.total_s:.2f}", f"{b.timings.total_s:.2f}"),
+    ]
+    result = [Difference(measure=m, a=str(x), b=str(y), differs=x != y) for m, x, y in rows]
+    same_text = a.text.strip() == b.text.strip()
+    result.append(Difference(measure="text identical", a=str(same_text), b=str(same_text), differs=not same_text))
+    return result
+
+
+def _verified(answer: Answer) -> int:
+    return sum(1 for c in answer.citations if c.verified)
+
+
+# -- preferences --------------------------------------------------------------------------------
+_metadata = MetaData()
+preferences_table = Table(
+    "preferences", _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", String(32), nullable=False, index=True),
+    Column("user", String(200), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("config_a", Text, nullable=False),
+    Column("config_b", Text, nullable=False),
+    Column("preferred", String(10), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("comparison_json", Text, nullable=False),
+)
+PREFERENCE_COLUMNS = [c.name for c in preferences_table.columns if c.name != "comparison_json"]
+
+
+class PreferenceError(CQAError):
+    """A preference could not be stored or read."""
+
+
+def preference_store_for(settings: Settings) -> PreferenceStore:
+    """The preference store of this data folder (`preferences.sqlite`), one per process."""
+    return _preferences_for_url(f"sqlite:///{settings.data_dir / 'preferences.sqlite'}")
+
+
+@cache
+def _preferences_for_url(url: str) -> PreferenceStore:
+    return PreferenceStore(url)
+
+
+class PreferenceStore:
+    """Which of two answers a user preferred and why. Thread-safe writes (one lock per process)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine = open_engine(url, PreferenceError, "preference store")
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def record(self, comparison: Comparison, preferred: Preferred, reason: str, user: str) -> int:
+        if preferred not in ("A", "B", "tie"):
+            raise ValueError(f"preferred must be 'A', 'B' or 'tie', not {preferred!r}")
+        row = {
+            "created_at": utc_now(), "user": user, "question": comparison.question, "config_a": comparison.config_a,
+            "config_b": comparison.config_b, "preferred": preferred, "reason": reason.strip(),
+            "comparison_json": comparison.model_dump_json(),
+        }
+        with self._connection(write=True) as conn:
+            key = conn.execute(insert(preferences_table).values(**row)).inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def frame(self) -> pd.DataFrame:
+        """All preferences, oldest first (without the stored comparisons)."""
+        t = preferences_table
+        with self._connection(write=False) as conn:
+            rows = conn.execute(select(*[t.c[n] for n in PREFERENCE_COLUMNS]).order_by(t.c.id)).mappings().all()
+        return pd.DataFrame([dict(r) for r in rows], columns=PREFERENCE_COLUMNS)
+
+    def comparison(self, preference_id: int) -> Comparison:
+        t = preferences_table
+        with self._connection(write=False) as conn:
+            raw = conn.execute(select(t.c.comparison_json).where(t.c.id == preference_id)).scalar_one_or_none()
+        if raw is None:
+            raise PreferenceError(f"There is no preference {preference_id!r}.")
+        return Comparison.model_validate(json.loads(raw))
+
+    @contextmanager
+    def _connection(self, write: bool) -> Iterator[Connection]:
+        try:
+            with self._lock:
+                if not self._ready:
+                    ensure_sqlite_folder(self._engine)
+                    with self._engine.begin() as conn:
+                        _metadata.create_all(conn)
+                    self._ready = True
+                if write:
+                    with self._engine.begin() as conn:
+                        yield conn
+                        return
+            with self._engine.connect() as conn:
+                yield conn
+        except (SQLAlchemyError, OSError) as exc:
+            raise PreferenceError(f"The preference store could not be used: {_reason(exc)}") from exc
+
+
+def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
