@@ -205,10 +205,13 @@ def _is_abbreviation(block: str, dot: int) -> bool:
 # --------------------------------------------------------------------------------------------------
 
 _LABEL = r"(?:(?:source|passage|ref|reference|doc|document|citation)s?\s*(?:no\.?|#)?\s*)?"
-_MARKER = re.compile(
+# The one definition of a citation marker: the pipeline's format check, the verifier and the screen
+# all read answers with it, so `[1; 2]` or `[ref 1]` cannot verify in one place and fail in another.
+MARKER = re.compile(
     rf"\[\s*{_LABEL}(\d{{1,3}}(?:\s*(?:[,;&\-–]|and)\s*{_LABEL}\d{{1,3}})*)\s*\]",
     re.IGNORECASE,
 )
+_MARKER_AND_SPACE = re.compile(r"\s*" + MARKER.pattern, re.IGNORECASE)
 _MAX_RANGE = 20
 
 
@@ -217,11 +220,25 @@ def parse_cited(text: str) -> list[CitedSentence]:
     out = []
     for raw in split_sentences(text):
         citations: list[int] = []
-        for m in _MARKER.finditer(raw):
+        for m in MARKER.finditer(raw):
             citations += [n for n in _marker_numbers(m.group(1)) if n not in citations]
-        clean = re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub(" ", raw))
+        clean = re.sub(r"\s+([.,;:!?])", r"\1", MARKER.sub(" ", raw))
         out.append(CitedSentence(text=" ".join(clean.split()), citations=citations, raw=raw))
     return out
+
+
+def has_marker(text: str) -> bool:
+    return MARKER.search(text) is not None
+
+
+def cited_numbers(text: str) -> list[int]:
+    """Every passage number the markers of `text` name, in order ([1-3] names 1, 2 and 3)."""
+    return [n for m in MARKER.finditer(text) for n in _marker_numbers(m.group(1))]
+
+
+def strip_markers(text: str) -> str:
+    """`text` without its citation markers (nor the space before each)."""
+    return _MARKER_AND_SPACE.sub("", text)
 
 
 def _marker_numbers(inner: str) -> list[int]:
@@ -886,7 +903,7 @@ def support_score(sentence: str, passage: str, threshold: float = SUPPORT_THRESH
     it); the other checks apply to that same stretch. The stretch reported is the best one that passes
     at `threshold`, else the one with the highest score.
     """
-    claim = _analyse(" ".join(_MARKER.sub(" ", sentence).split()))
+    claim = _analyse(" ".join(MARKER.sub(" ", sentence).split()))
     windows, passage_numbers = _windows(passage)
     if not windows:
         return _unsupported(claim)
@@ -1093,8 +1110,8 @@ def _parts(cited: CitedSentence, known: set[int]) -> list[tuple[str, list[int]]]
     """Split at the sentence's own markers if it has some before its end, else at clause breaks;
     a fragment with fewer than two content words and no number joins the part before it."""
     valid = [n for n in cited.citations if n in known]
-    markers = list(_MARKER.finditer(cited.raw))
-    inner = [m for m in markers if _MARKER.sub("", cited.raw[m.end() :]).strip(" .;:!?,")]
+    markers = list(MARKER.finditer(cited.raw))
+    inner = [m for m in markers if MARKER.sub("", cited.raw[m.end() :]).strip(" .;:!?,")]
     pieces: list[tuple[str, list[int]]] = []
     if inner:
         start = 0

@@ -29,7 +29,7 @@ from core.answers import (
     SentenceCheck,
     TokenUsage,
 )
-from core.citations import SUPPORT_THRESHOLD, verify
+from core.citations import SUPPORT_THRESHOLD, cited_numbers, has_marker, verify
 from core.errors import CQAError, LLMUnavailableError
 from core.evidence import EvidenceSelector, answer_gap
 from core.llm import AdapterChoice, ChatMessage, GenerationParams, LLMBackend
@@ -397,10 +397,6 @@ def _ref(p: RetrievedPassage) -> RetrievedRef:
     )
 
 
-_MARKER = re.compile(r"\[(?:source|passage)?\s*\d+(?:\s*[,–-]\s*\d+)*\]", re.IGNORECASE)
-_NUM = re.compile(r"\d+")
-
-
 def _clean(text: str) -> str:
     return re.sub(r"^\s*(answer|response)\s*:\s*", "", text.strip(), flags=re.IGNORECASE).strip()
 
@@ -408,7 +404,7 @@ def _clean(text: str) -> str:
 def strip_escalation(text: str, message: str) -> str:
     """`text` without leading paragraphs that repeat the urgent-care `message` (near-verbatim)."""
     paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
-    while paragraphs and not _MARKER.search(paragraphs[0]) and (
+    while paragraphs and not has_marker(paragraphs[0]) and (
         difflib.SequenceMatcher(None, paragraphs[0].strip().lower(), message.strip().lower()).ratio() >= 0.8
     ):
         paragraphs.pop(0)
@@ -416,15 +412,14 @@ def strip_escalation(text: str, message: str) -> str:
 
 
 def declines(text: str) -> bool:
-    return NOT_IN_GUIDELINES.lower() in text.lower() and not _MARKER.search(text)
+    return NOT_IN_GUIDELINES.lower() in text.lower() and not has_marker(text)
 
 
 def format_ok(text: str, n_passages: int) -> bool:
     """At least one citation marker, and every marker points at a passage that was given."""
-    markers = _MARKER.findall(text)
-    if not markers or not _clean(text):
+    numbers = cited_numbers(text)
+    if not numbers or not _clean(text):
         return False
-    numbers = [int(n) for m in markers for n in _NUM.findall(m)]
     return all(1 <= n <= n_passages for n in numbers)
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import html
-import re
 
 from core.answers import Answer, SentenceCheck
+from core.citations import strip_markers
 from core.pipeline import PII_WARNING, Turn
-
-_MARK = re.compile(r"\s*\[(?:source|passage)?\s*\d+(?:\s*[,–-]\s*\d+)*\]", re.IGNORECASE)
 
 
 def answer_html(answer: Answer) -> str:
@@ -18,7 +16,7 @@ def answer_html(answer: Answer) -> str:
     sentences = summary_sentences(answer) if answer.quotes else answer.sentences
     for s in sentences:
         marks = "".join(f"<sup>[{n}]</sup>" for n in s.citations)
-        text = html.escape(_MARK.sub("", s.text).strip())
+        text = html.escape(strip_markers(s.text).strip())
         if s.supported:
             parts.append(f"{text} {marks}")
         else:
