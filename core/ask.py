@@ -9,6 +9,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import sys  # noqa: E402
 
+from core.adapters.registry import requested_adapter  # noqa: E402
 from core.answers import Answer  # noqa: E402
 from core.errors import CQAError  # noqa: E402
 from core.llm import AdapterChoice  # noqa: E402
@@ -37,18 +38,8 @@ def render(answer: Answer) -> str:
 
 
 def cli_adapter(name: str | None, scale: float, settings: Settings) -> AdapterChoice | None:
-    """An explicit adapter ('none' = base), else the default adapter when the embedded model is used
-    and the adapter exists."""
-    from core.eval import adapter_folders, resolve_adapter
-
-    if name is not None:
-        return None if name.lower() in ("none", "base", "") else resolve_adapter(name, scale, settings)
-    default = settings.llm.default_adapter
-    if settings.llm.backend != "embedded" or not default:
-        return None
-    if not any((folder / f"{default}.gguf").is_file() for folder in adapter_folders(settings)):
-        return None
-    return resolve_adapter(default, scale, settings)
+    """An explicit adapter ('none' = base), else the default adapter (`core.adapters.registry`)."""
+    return requested_adapter(name, scale, settings)
 
 
 def main(argv: list[str] | None = None) -> int:

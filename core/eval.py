@@ -22,34 +22,16 @@ from typing import Any, Literal  # noqa: E402
 import pandas as pd  # noqa: E402
 from pydantic import BaseModel, Field, ValidationError  # noqa: E402
 
+from core.adapters.registry import requested_adapter  # noqa: E402
 from core.answers import Answer  # noqa: E402
 from core.errors import CQAError  # noqa: E402
 from core.facts import contains_fact, section_matches  # noqa: E402
-from core.llm import AdapterChoice  # noqa: E402
 from core.pipeline import AskOptions  # noqa: E402
 from core.prompt_store import prompt_store_for  # noqa: E402
 from core.services import build_answer_service, build_services  # noqa: E402
-from core.settings import REPO_ROOT, Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 
 Expectation = Literal["answer", "refuse", "escalate"]
-
-
-def adapter_folders(settings: Settings) -> list[Path]:
-    return [settings.data_dir / "adapters", REPO_ROOT / "data" / "adapters"]
-
-
-def resolve_adapter(name: str, scale: float, settings: Settings) -> AdapterChoice:
-    """A GGUF LoRA by file path or by name (`<name>.gguf` in the adapter folders)."""
-    if not 0.0 <= scale <= 1.0:
-        raise CQAError(f"--scale must be between 0 and 1, not {scale}.")
-    path = Path(name)
-    if not (path.suffix == ".gguf" and path.is_file()):
-        found = [f / f"{name}.gguf" for f in adapter_folders(settings) if (f / f"{name}.gguf").is_file()]
-        if not found:
-            known = sorted({p.stem for f in adapter_folders(settings) if f.is_dir() for p in f.glob("*.gguf")})
-            raise CQAError(f"No adapter {name!r}; available: {', '.join(known) or 'none yet'}.")
-        path = found[0]
-    return AdapterChoice(name=path.stem, path=path, scale=scale)
 
 
 class SourceRef(BaseModel):
@@ -174,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.eval", description="Evaluate the answer pipeline on cases.")
     parser.add_argument("cases", type=Path, help="JSONL file of cases.")
     parser.add_argument("--out", type=Path, required=True, help="JSONL file to write one result per case to.")
-    parser.add_argument("--adapter", help="LoRA adapter: a name in <data dir>/adapters or data/adapters, or a .gguf path.")
+    parser.add_argument("--adapter", help="LoRA adapter: a name in <data dir>/adapters or data/adapters, or a .gguf path; "
+                        "'none' for the base model (default, as core.ask and the chat: CQA_LLM__DEFAULT_ADAPTER with "
+                        "the embedded model, if present).")
     parser.add_argument("--scale", type=float, help="Adapter scale (with --adapter).")
     parser.add_argument("--prompt", help="Stored prompt version (default: the active one).")
     parser.add_argument("--no-summary", action="store_true",
@@ -183,13 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale is not None and args.adapter is None:
         print("error: --scale needs --adapter.", file=sys.stderr)
         return 2
-    adapter = None
-    if args.adapter is not None:
-        try:
-            adapter = resolve_adapter(args.adapter, args.scale if args.scale is not None else 1.0, Settings())
-        except CQAError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    try:
+        adapter = requested_adapter(args.adapter, args.scale if args.scale is not None else 1.0, Settings())
+    except CQAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         cases = load_cases(args.cases)
     except (OSError, ValueError) as exc:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import streamlit as st
 
 from core.adapters.jobs import cancel_training, check_new_name, forget_job, list_jobs, start_training
+from core.adapters.registry import NAME_PATTERN
 from core.adapters.train import build_dataset_from
 from core.errors import CQAError
 from pages.common import services
-
-_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
 
 
 def training_section(adapters_dir: Path) -> None:
@@ -35,7 +33,7 @@ def training_section(adapters_dir: Path) -> None:
 
 
 def _start(adapters_dir: Path, name: str, description: str, minutes: int, evaluate: bool) -> None:
-    if not _NAME.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         st.error("Give the adapter a name of 1-64 letters, digits, '.', '_' or '-'.")
         return
     svc = services()

@@ -7,6 +7,7 @@ import streamlit as st
 from core.answers import Answer
 from core.errors import CQAError
 from core.evaluation.compare import (
+    BASE_MODEL,
     CompareConfig,
     Side,
     available_adapters,
@@ -48,7 +49,7 @@ def _pick(side: str, key: str, labels: list[str], index: int, adapters: list[str
     if backend == "ollama":
         model = st.text_input(f"{side}: Ollama model", settings.llm.ollama_model, key=f"{key}_model").strip() or None
     config = CompareConfig(
-        prompt=prompt, adapter=None if adapter == NO_ADAPTER else adapter, scale=scale,
+        prompt=prompt, adapter=BASE_MODEL if adapter == NO_ADAPTER else adapter, scale=scale,
         backend=None if backend == "configured" else backend, model=model,  # type: ignore[arg-type]
     )
     st.caption(f"`{config}`" if str(config) else "defaults")

@@ -64,8 +64,9 @@ def test_config_string_parses_every_key_and_round_trips() -> None:
 
 
 def test_config_string_defaults() -> None:
-    assert CompareConfig.parse("") == CompareConfig() == CompareConfig.parse("prompt=active,adapter=none")
-    assert str(CompareConfig()) == ""
+    assert CompareConfig.parse("") == CompareConfig() == CompareConfig.parse("prompt=active")
+    assert CompareConfig.parse("adapter=none") == CompareConfig.parse("adapter=base") == CompareConfig(adapter="none")
+    assert str(CompareConfig()) == "" and str(CompareConfig(adapter="none")) == "adapter=none"
     assert CompareConfig.parse("backend=embedded") == CompareConfig(backend="embedded")
     assert CompareConfig.parse("backend=ollama").model is None and CompareConfig.parse("backend=configured").backend is None
     assert CompareConfig.parse("adapter=x").scale == 1.0
@@ -95,6 +96,23 @@ def test_prompt_versions_resolve_by_label_or_number(tmp_path: Path) -> None:
     assert config_prompt(CompareConfig(prompt="v1"), store).version == "v1"
     with pytest.raises(CompareConfigError, match="no prompt version '7'; available: builtin-1, v1"):
         config_prompt(CompareConfig(prompt="7"), store)
+
+
+def test_compare_eval_and_ask_default_to_the_same_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same question evaluated, compared and asked gets the same answer: unset means the default
+    adapter everywhere (CQA_LLM__DEFAULT_ADAPTER with the embedded model); 'none' means the base model."""
+    from core.adapters.registry import requested_adapter
+    from core.ask import cli_adapter
+
+    monkeypatch.setenv("CQA_LLM__BACKEND", "embedded")
+    settings = Settings()
+    store = PromptStore(f"sqlite:///{settings.data_dir / 'prompts.sqlite'}")
+    asked = cli_adapter(None, 1.0, settings)
+    assert asked is not None and asked.name == settings.llm.default_adapter == "cqa-cite-v1"
+    assert requested_adapter(None, 1.0, settings) == asked  # core.eval without --adapter
+    assert config_options(CompareConfig(), settings, store).adapter == asked
+    assert config_options(CompareConfig.parse("adapter=none"), settings, store).adapter is None
+    assert config_options(CompareConfig(backend="ollama"), settings, store).adapter is None
 
 
 def test_adapters_resolve_from_the_adapter_folders(settings: Settings) -> None:

@@ -79,7 +79,7 @@ def test_with_the_shipped_adapter_answers_are_grounded_in_the_right_guideline_an
 ) -> None:
     """The shipped LoRA adapter (data/adapters, trained by core.adapters.train) teaches the citation
     format: grounded answers appear, each citing the guideline (and page, for PDFs) the question is about."""
-    from core.eval import resolve_adapter
+    from core.adapters.registry import resolve_adapter
     from core.pipeline import AskOptions
 
     options = AskOptions(adapter=resolve_adapter("cqa-cite-v1", 1.0, Settings()))

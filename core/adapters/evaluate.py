@@ -168,7 +168,7 @@ def evaluate_on_cases(
     import math
 
     from core.eval import load_cases
-    from core.evaluation.compare import CompareConfig, build_side, config_service
+    from core.evaluation.compare import BASE_MODEL, CompareConfig, build_side, config_service
     from core.evaluation.compare_batch import cases_frame, run_batch, summary_frame
     from core.prompt_store import prompt_store_for
     from core.services import build_services
@@ -178,7 +178,7 @@ def evaluate_on_cases(
     try:
         prompts = prompt_store_for(settings)
         service = config_service(CompareConfig(), services)
-        base = build_side(CompareConfig(), service, prompts, settings)
+        base = build_side(CompareConfig(adapter=BASE_MODEL), service, prompts, settings)
         adapted = build_side(CompareConfig(adapter=str(adapter_path)), service, prompts, settings)
         run = run_batch(cases, base, adapted, progress=lambda done, total, _: progress(done, total))
     finally:
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(e.g. data/eval/cases.jsonl); the library in CQA_DATA_DIR must be indexed.")
     parser.add_argument("--skip-validation", action="store_true", help="Only the --cases evaluation.")
     args = parser.parse_args(argv)
-    from core.eval import resolve_adapter
+    from core.adapters.registry import resolve_adapter
     from core.settings import Settings
 
     try:

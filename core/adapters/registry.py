@@ -44,6 +44,36 @@ def adapter_folders(settings: Settings) -> list[Path]:
     return [settings.data_dir / "adapters", REPO_ROOT / "data" / "adapters"]
 
 
+BASE_MODEL_WORDS = frozenset({"none", "base", "off", "no", ""})
+
+
+def resolve_adapter(name: str, scale: float, settings: Settings) -> AdapterChoice:
+    """A GGUF LoRA by file path or by name (`<name>.gguf` in the adapter folders, uploads first)."""
+    if not 0.0 <= scale <= 1.0:
+        raise CQAError(f"--scale must be between 0 and 1, not {scale}.")
+    path = Path(name)
+    if path.suffix == ".gguf" and path.is_file():
+        return AdapterChoice(name=path.stem, path=path, scale=scale)
+    return AdapterRegistry.for_settings(settings).choice(name, scale)
+
+
+def default_adapter(settings: Settings, scale: float = 1.0, backend: str | None = None) -> AdapterChoice | None:
+    """The adapter an answer uses when none is named, the same for the chat, `core.ask`, `core.eval` and
+    `core.compare`: `CQA_LLM__DEFAULT_ADAPTER` with the embedded model, if that adapter is installed."""
+    name = settings.llm.default_adapter
+    if (backend or settings.llm.backend) != "embedded" or not name:
+        return None
+    registry = AdapterRegistry.for_settings(settings)
+    return registry.choice(name, scale) if registry.path_of(name) else None
+
+
+def requested_adapter(name: str | None, scale: float, settings: Settings) -> AdapterChoice | None:
+    """A command line's `--adapter`: a name or path, 'none' for the base model, unset for the default."""
+    if name is None:
+        return default_adapter(settings, scale)
+    return None if name.lower() in BASE_MODEL_WORDS else resolve_adapter(name, scale, settings)
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, computed once per (path, mtime, size)."""
     stat = path.stat()

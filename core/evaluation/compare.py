@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.adapters.registry import AdapterRegistry, default_adapter, resolve_adapter
 from core.answers import Answer
 from core.audit import utc_now
 from core.errors import CQAError
-from core.eval import adapter_folders, resolve_adapter
 from core.llm import LLMBackend, build_llm
 from core.pipeline import AnswerService, AskOptions
 from core.prompt_store import PromptStore, PromptStoreError
@@ -41,6 +41,7 @@ Preferred = Literal["A", "B", "tie"]
 BackendName = Literal["embedded", "ollama"]
 CONFIG_KEYS = ("prompt", "adapter", "scale", "backend")
 _NONE_WORDS = {"none", "off", "base", "no"}
+BASE_MODEL = "none"
 
 
 class CompareConfigError(CQAError):
@@ -53,7 +54,9 @@ class CompareConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     prompt: str | None = Field(default=None, description="Stored prompt version; None = the active one.")
-    adapter: str | None = Field(default=None, description="Adapter name (adapter folders) or .gguf path; None = base.")
+    adapter: str | None = Field(
+        default=None, description="Adapter name (adapter folders) or .gguf path; 'none' = the base model; None = the "
+        "default adapter, as in the chat and core.ask (CQA_LLM__DEFAULT_ADAPTER with the embedded model).")
     scale: float = Field(default=1.0, ge=0.0, le=1.0, description="Adapter strength (with an adapter).")
     backend: BackendName | None = Field(default=None, description="None = the configured backend.")
     model: str | None = Field(default=None, description="Ollama model tag (backend 'ollama'); None = configured tag.")
@@ -77,8 +80,8 @@ class CompareConfig(BaseModel):
             values[key.lower()] = value
         prompt = values.get("prompt")
         adapter = values.get("adapter")
-        adapter = None if adapter is None or adapter.lower() in _NONE_WORDS else adapter
-        if "scale" in values and adapter is None:
+        adapter = BASE_MODEL if adapter is not None and adapter.lower() in _NONE_WORDS else adapter
+        if "scale" in values and adapter in (None, BASE_MODEL):
             raise CompareConfigError(f"scale needs an adapter in configuration {text!r}.")
         backend, model = _parse_backend(values.get("backend"), text)
         return cls(
@@ -89,7 +92,9 @@ class CompareConfig(BaseModel):
     def __str__(self) -> str:
         """The canonical text form (defaults left out), so `parse(str(c)) == c`."""
         parts = [f"prompt={self.prompt}"] if self.prompt else []
-        if self.adapter:
+        if self.adapter == BASE_MODEL:
+            parts.append(f"adapter={BASE_MODEL}")
+        elif self.adapter:
             parts += [f"adapter={self.adapter}", f"scale={self.scale:g}"]
         if self.backend:
             parts.append(f"backend={self.backend}" + (f":{self.model}" if self.model else ""))
@@ -120,8 +125,8 @@ def _parse_backend(value: str | None, text: str) -> tuple[BackendName | None, st
 
 
 def available_adapters(settings: Settings) -> list[str]:
-    """Adapter names found in the adapter folders (`core.eval.adapter_folders`)."""
-    return sorted({p.stem for f in adapter_folders(settings) if f.is_dir() for p in f.glob("*.gguf")})
+    """Adapter names found in the adapter folders (`core.adapters.registry`)."""
+    return sorted(AdapterRegistry.for_settings(settings).names())
 
 
 def config_prompt(config: CompareConfig, prompts: PromptStore) -> PromptTemplate:
@@ -140,12 +145,15 @@ def config_prompt(config: CompareConfig, prompts: PromptStore) -> PromptTemplate
 
 def config_options(config: CompareConfig, settings: Settings, prompts: PromptStore) -> AskOptions:
     """Prompt and adapter of a configuration; raises `CompareConfigError` for an unknown one."""
-    adapter = None
-    if config.adapter is not None:
-        try:
+    try:
+        if config.adapter is None:
+            adapter = default_adapter(settings, config.scale, config.backend)
+        elif config.adapter == BASE_MODEL:
+            adapter = None
+        else:
             adapter = resolve_adapter(config.adapter, config.scale, settings)
-        except CQAError as exc:
-            raise CompareConfigError(str(exc)) from exc
+    except CQAError as exc:
+        raise CompareConfigError(str(exc)) from exc
     return AskOptions(prompt=config_prompt(config, prompts), adapter=adapter)
 
 
