@@ -204,9 +204,9 @@ class AnswerService:
         passages = self._retriever.retrieve(query, opts.top_k or self._settings.top_k)
         base.timings.retrieve_s = round(time.perf_counter() - t0, 3)
         base.retrieved = [_ref(p) for p in passages]
-        evidence = [p for p in passages if (p.similarity or 0.0) >= self._settings.min_passage_similarity]
+        evidence, enough = gate_evidence(passages, self._settings)
         urgent = decision.escalation.message if decision.escalation else None
-        if not passages or max(p.similarity or 0.0 for p in passages) < self._settings.evidence_threshold:
+        if not enough:
             answer = self._refuse(base, "no_evidence", NO_EVIDENCE_MESSAGE, passages)
         elif self._selector is None:
             answer = yield from self._generate(base, question, evidence[: self._settings.max_passages], opts, urgent)
@@ -395,6 +395,14 @@ def _ref(p: RetrievedPassage) -> RetrievedRef:
         chunk_id=p.chunk_id, document=p.file_name, doc_id=p.doc_id, page=p.page, score=round(p.score, 5),
         similarity=p.similarity, title=p.title, section=p.section_label,
     )
+
+
+def gate_evidence(passages: list[RetrievedPassage], settings: AnswerSettings) -> tuple[list[RetrievedPassage], bool]:
+    """The evidence gate: the passages above the similarity floor (what the model may be given, best
+    first), and whether the best passage is close enough to the question to answer at all."""
+    evidence = [p for p in passages if (p.similarity or 0.0) >= settings.min_passage_similarity]
+    enough = bool(passages) and max(p.similarity or 0.0 for p in passages) >= settings.evidence_threshold
+    return evidence, enough
 
 
 def _clean(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.pipeline import gate_evidence
 from core.prompt_store import (
     MAX_SYSTEM_CHARS,
     MAX_USER_CHARS,
@@ -86,9 +87,11 @@ with preview_tab:
         svc = services()
         answer = svc.settings.answer
         found = svc.retriever.retrieve(question.strip(), answer.top_k)
-        passages = [p for p in found if (p.similarity or 0.0) >= answer.min_passage_similarity][: answer.max_passages]
-        if not passages:
-            st.warning("No passage passes the similarity floor: the model would not be asked; the answer is a refusal.")
+        evidence, enough = gate_evidence(found, answer)
+        passages = evidence[: answer.max_passages]
+        if not enough or not passages:
+            st.warning("No passage passes the similarity floor and the evidence threshold (the pipeline's evidence "
+                       "gate): the model would not be asked; the answer is a refusal.")
         st.caption(f"{len(passages)} passage(s). The pipeline may leave out the lowest ones to fit the context window.")
         for message in store.preview(version, question, passages):
             st.markdown(f"**{message.role}**")

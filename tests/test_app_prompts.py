@@ -74,6 +74,19 @@ def test_preview_shows_the_final_prompt_with_real_retrieval() -> None:
     assert "[1] " in user or "passes the similarity floor" in " ".join(w.value for w in at.warning)
 
 
+
+def test_preview_applies_the_pipelines_evidence_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passages above the similarity floor are not enough: the best must reach the evidence threshold,
+    as in the pipeline (the preview once re-implemented the gate without it)."""
+    monkeypatch.setenv("CQA_ANSWER__MIN_PASSAGE_SIMILARITY", "-1")
+    monkeypatch.setenv("CQA_ANSWER__EVIDENCE_THRESHOLD", "1.01")
+    at = _page()
+    at.text_input(key="pr_question").input("adrenaline dose anaphylaxis")
+    at.button(key="pr_preview").click().run(timeout=120)
+    assert not at.exception, at.exception
+    assert any("the model would not be asked" in w.value for w in at.warning)
+
+
 COMPARE = str(REPO / "pages" / "compare.py")
 
 
