@@ -365,6 +365,27 @@ def citation_counts(frame: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("cited", ascending=False).reset_index()
 
 
+def never_cited(frame: pd.DataFrame, documents: list[str]) -> list[str]:
+    """The documents (file names, e.g. the active ones) that no recorded answer cited, sorted."""
+    cited = set(citation_counts(frame)["document"])
+    return sorted(d for d in set(documents) if d not in cited)
+
+
+def feedback_summary(feedback: pd.DataFrame) -> dict[str, int]:
+    """Thumbs up and down."""
+    return {"up": int((feedback["rating"] > 0).sum()), "down": int((feedback["rating"] < 0).sum())}
+
+
+def feedback_per_day(feedback: pd.DataFrame) -> pd.DataFrame:
+    """Ratings per UTC day, columns `up` and `down`."""
+    return per_day(feedback.assign(rating=feedback["rating"].map({1: "up", -1: "down"})), "rating")
+
+
+def feedback_reasons(feedback: pd.DataFrame) -> pd.Series:
+    """How often each reason was given ("(none)" when the user gave none), most frequent first."""
+    return feedback["reason"].fillna("(none)").value_counts().rename("times")
+
+
 def compare_by(frame: pd.DataFrame, feedback: pd.DataFrame, column: str) -> pd.DataFrame:
     """One row per value of `column` (e.g. prompt_version, adapter_name): volume, outcomes, latency, ratings."""
     answered = frame["status"] == "answered"

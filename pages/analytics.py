@@ -12,7 +12,11 @@ from core.audit import (
     AuditFilters,
     citation_counts,
     compare_by,
+    feedback_per_day,
+    feedback_reasons,
+    feedback_summary,
     headline,
+    never_cited,
     per_day,
     refused_questions,
     to_bytes,
@@ -73,23 +77,22 @@ st.subheader("Feedback")
 if feedback.empty:
     st.caption("No feedback yet.")
 else:
-    up, down = int((feedback["rating"] > 0).sum()), int((feedback["rating"] < 0).sum())
-    st.caption(f"👍 {up} · 👎 {down}")
-    st.bar_chart(per_day(feedback.assign(rating=feedback["rating"].map({1: "up", -1: "down"})), "rating"))
-    st.dataframe(feedback["reason"].fillna("(none)").value_counts().rename("times"))
+    votes = feedback_summary(feedback)
+    st.caption(f"👍 {votes['up']} · 👎 {votes['down']}")
+    st.bar_chart(feedback_per_day(feedback))
+    st.dataframe(feedback_reasons(feedback))
 
 st.subheader("Most frequent refused questions")
 st.caption("Gaps in the library: questions refused, grouped by their normalised text.")
 st.dataframe(refused_questions(frame, embed=services().embedder.embed), hide_index=True)
 
 st.subheader("Documents")
-cited = citation_counts(frame)
-active = sorted({d.file_name for d in services().library.documents() if d.status == "active"})
+active = [d.file_name for d in services().library.documents() if d.status == "active"]
 left, right = st.columns(2)
 left.markdown("**Most cited**")
-left.dataframe(cited, hide_index=True)
+left.dataframe(citation_counts(frame), hide_index=True)
 right.markdown("**Never cited**")
-right.dataframe({"document": [d for d in active if d not in set(cited["document"])]})
+right.dataframe({"document": never_cited(frame, active)})
 
 st.subheader("Per prompt version and adapter")
 st.dataframe(compare_by(frame, feedback, "prompt_version"), hide_index=True)

@@ -13,7 +13,16 @@ import pandas as pd
 import pytest
 
 from core.answers import AdapterRef, Answer, Citation, Escalation, Refusal, RetrievedRef, Timings, TokenUsage
-from core.audit import AuditError, AuditLog, AuditWriteError, audit_log_for
+from core.audit import (
+    AuditError,
+    AuditLog,
+    AuditWriteError,
+    audit_log_for,
+    feedback_per_day,
+    feedback_reasons,
+    feedback_summary,
+    never_cited,
+)
 from core.errors import CQAError
 from core.settings import Settings
 
@@ -213,3 +222,18 @@ def test_refused_questions_are_grouped_by_meaning_with_an_embedder() -> None:
     assert list(grouped["times"]) == [3, 1]
     plain = refused_questions(frame)
     assert len(plain) > len(grouped)  # by normalised text only, rewordings stay apart
+
+
+def test_analytics_counts_come_from_core(log: AuditLog) -> None:
+    """The analytics page displays these; it computes none of them itself."""
+    answered = log.record(make_answer(document="sepsis.docx"), "alice", "clinician", "s")
+    refused = log.record(make_answer("refused"), "bob", "clinician", "s")
+    log.add_feedback(answered, "alice", 1)
+    log.add_feedback(refused, "bob", -1, "should_not_have_refused")
+    log.add_feedback(answered, "carol", 1)
+    frame, feedback = log.records(), log.feedback_frame()
+    assert never_cited(frame, ["sepsis.docx", "asthma.md", "copd.md", "asthma.md"]) == ["asthma.md", "copd.md"]
+    assert feedback_summary(feedback) == {"up": 2, "down": 1}
+    assert feedback_reasons(feedback).to_dict() == {"(none)": 2, "should_not_have_refused": 1}
+    per_day = feedback_per_day(feedback)
+    assert per_day.sum().to_dict() == {"down": 1, "up": 2} and len(per_day) == 1
