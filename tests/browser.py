@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from core.llm import FakeLLM
+from tests.conftest import CORPUS, REPO
+from tests.fake_ollama import FakeOllama
+from tests.helpers import free_port, quote_first_passage
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -32,10 +34,6 @@ def chromium_path() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -134,3 +132,13 @@ def click_until(page: object, button: object, expected: object, tries: int = 3) 
         except PlaywrightTimeout:
             continue
     expected.first.wait_for()
+
+
+def start_quoting_app(tmp_path: Path, fake_ollama_server: Callable[..., FakeOllama]) -> Iterator[RunningApp]:
+    """The app on the anaphylaxis guideline, answering through an Ollama API that quotes passage [1]."""
+    server = fake_ollama_server(backend=FakeLLM(quote_first_passage))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(CORPUS / "anaphylaxis.md", corpus)
+    env = {"CQA_LLM__BACKEND": "ollama", "CQA_OLLAMA_HOST": server.url, "CQA_LLM__ALLOW_FALLBACK": "false"}
+    yield from start_app(tmp_path / "var", corpus, env)

@@ -19,7 +19,8 @@ from core.services import Services, build_services  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.store import InMemoryStore  # noqa: E402
 
-pytest_plugins = ["tests.browser", "tests.fake_ollama", "tests.postgres"]
+pytest.register_assert_rewrite("tests.helpers")
+pytest_plugins = ["tests.fake_ollama", "tests.browser", "tests.postgres"]
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "data" / "guidelines"

@@ -18,34 +18,18 @@ from core.adapters.dataset import (
     red_flags_from_rules,
 )
 from core.adapters.evaluate import judge, passages_of
-from core.chunking import chunk_document
 from core.citations import verify
 from core.embedding import HashingEmbedder
 from core.errors import CQAError
-from core.parsing import parse_file
 from core.prompts import BUILTIN_PROMPT, build_messages
 from core.rules import RuleSet
-from core.settings import IngestSettings
 from core.store import StoredChunk
 from tests.conftest import REPO
+from tests.helpers import demo_chunks
 
 GUIDELINES = REPO / "data" / "guidelines"
 
 
-def demo_chunks() -> list[StoredChunk]:
-    settings = IngestSettings()
-    out: list[StoredChunk] = []
-    for path in sorted(GUIDELINES.iterdir()):
-        if path.name == "README.md":
-            continue
-        parsed = parse_file(path.read_bytes(), path.name, settings)
-        doc_id = path.stem
-        for c in chunk_document(parsed, doc_id, settings):
-            out.append(StoredChunk(
-                chunk_id=c.chunk_id, doc_id=doc_id, title=parsed.meta.title or path.stem, file_name=path.name,
-                page=c.page, section=c.section, kind=c.kind, char_start=c.char_start, char_end=c.char_end, text=c.text,
-            ))
-    return out
 
 
 def _flat(text: str) -> str:

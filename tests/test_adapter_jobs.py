@@ -14,7 +14,7 @@ import pytest
 from core.adapters.jobs import cancel_training, job_status, jobs_dir, list_jobs, start_training
 from core.errors import CQAError
 from tests.conftest import REPO, run_page_as
-from tests.test_adapter_train import tiny_dataset
+from tests.helpers import tiny_dataset
 
 PAGE = REPO / "pages" / "models.py"
 

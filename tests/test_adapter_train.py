@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.adapters.dataset import Dataset, build_dataset, red_flags_from_rules
+from core.adapters.dataset import Dataset
 from core.adapters.registry import AdapterRegistry
 from core.adapters.train import (
     TrainConfig,
@@ -19,14 +19,11 @@ from core.adapters.train import (
     lora_config,
     train_adapter,
 )
-from core.embedding import HashingEmbedder
 from core.errors import CQAError
 from core.llm import AdapterChoice, ChatMessage, GenerationParams
 from core.llm.embedded import EmbeddedLlamaBackend, bundled_model_path
-from core.rules import RuleSet
 from core.settings import LLMSettings
-from tests.conftest import REPO
-from tests.test_adapter_dataset import demo_chunks
+from tests.helpers import tiny_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,13 +36,6 @@ def base_gguf() -> Path:
     return path
 
 
-def tiny_dataset() -> Dataset:
-    """Four training examples (3 answers, 1 refusal) and two validation ones from the demo corpus."""
-    flags, clarifications = red_flags_from_rules(RuleSet.load(REPO / "data" / "rules"))
-    full = build_dataset(demo_chunks(), HashingEmbedder().embed, red_flags=flags, clarifications=clarifications)
-    train = [e for e in full.split("train") if e.kind == "answer"][:3] + [e for e in full.split("train") if e.kind == "refuse"][:1]
-    val = full.split("validation")[:2]
-    return Dataset(examples=train + val, report=full.report)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from core.answers import AdapterRef
 from core.audit import audit_log_for
 from core.settings import Settings
 from tests.conftest import REPO, run_page_as
-from tests.test_audit import make_answer
+from tests.helpers import make_answer
 
 PAGE = REPO / "pages" / "analytics.py"
 

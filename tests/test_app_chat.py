@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import CORPUS, REPO
+from tests.helpers import quote_first_passage
 
 APP = str(REPO / "app.py")
 
@@ -80,7 +81,6 @@ def test_ollama_models_come_from_the_server_and_can_be_switched(
 
     from core.llm import FakeLLM
     from tests.fake_ollama import FakeOllama
-    from tests.test_browser_chat import quote_first_passage
 
     assert callable(fake_ollama_server)
     start: Callable[..., FakeOllama] = fake_ollama_server

@@ -61,3 +61,13 @@ def test_core_has_no_import_cycles() -> None:
     """`python -m core.compare` once ran compare.py twice (compare ↔ compare_batch), and adapter training
     and its evaluation imported each other."""
     assert import_cycles() == []
+
+
+def test_test_modules_do_not_import_each_other() -> None:
+    """Shared helpers live in tests/helpers.py (or conftest and the plugins), not in another test module."""
+    offenders = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
+                offenders.append(f"{path.name}: {node.module}")
+    assert offenders == []

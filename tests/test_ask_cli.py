@@ -15,7 +15,7 @@ from core.answers import Answer
 from core.llm import FakeLLM
 from tests.conftest import CORPUS, REPO
 from tests.fake_ollama import FakeOllama
-from tests.test_browser_chat import quote_first_passage
+from tests.helpers import quote_first_passage
 
 pytestmark = pytest.mark.integration
 CONTRACT = {"status", "text", "citations", "refusal", "escalation", "retrieved", "model", "adapter", "prompt_version", "timings"}

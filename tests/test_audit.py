@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.answers import AdapterRef, Answer, Citation, Escalation, Refusal, RetrievedRef, Timings, TokenUsage
+from core.answers import Answer
 from core.audit import (
     AuditError,
     AuditLog,
@@ -25,31 +25,11 @@ from core.audit import (
 )
 from core.errors import CQAError
 from core.settings import Settings
+from tests.helpers import make_answer
 
 IDENTIFYING = "Mr John Smith, DOB 12/03/1961, NHS number 943 476 5919: what IM adrenaline dose in anaphylaxis?"
 
 
-def make_answer(status: str = "answered", question: str = "What IM adrenaline dose in anaphylaxis?", *,
-                document: str = "anaphylaxis.md", grounded: bool = True, total_s: float = 1.0,
-                prompt_version: str = "builtin-1", adapter: AdapterRef | None = None) -> Answer:
-    """A hand-built answer of any status, as the pipeline would return it."""
-    retrieved = [RetrievedRef(chunk_id=f"{document}-c1", document=document, doc_id="d1", page=2, score=0.8, similarity=0.7)]
-    cited = [Citation(n=1, document=document, doc_id="d1", title="Anaphylaxis", page=2, section="3. Adrenaline",
-                      chunk_id=f"{document}-c1", quote="Give adrenaline 0.5 mg IM.", verified=grounded)]
-    answer = Answer(
-        status="answered", text="Give adrenaline 0.5 mg IM [1].", question=question, standalone_question=question,
-        retrieved=retrieved, model="fake", backend="fake", prompt_version=prompt_version, rule_set_version="rules-1",
-        adapter=adapter, timings=Timings(retrieve_s=0.1, generate_s=total_s - 0.1, total_s=total_s),
-        tokens=TokenUsage(prompt=300, completion=20),
-    )
-    if status == "answered":
-        return answer.model_copy(update={"citations": cited, "grounded": grounded})
-    if status == "refused":
-        refusal = Refusal(reason="no_evidence", message="Not covered.")
-        return answer.model_copy(update={"status": "refused", "text": "Not covered.", "refusal": refusal})
-    escalation = Escalation(level="emergent", rule="anaphylaxis-signs", message="Call 999.")
-    return answer.model_copy(update={"status": "escalated", "escalation": escalation, "citations": cited,
-                                     "grounded": grounded})
 
 
 @pytest.fixture

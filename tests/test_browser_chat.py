@@ -9,27 +9,17 @@ the AppTest and integration tests.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from core.llm import ChatMessage, FakeLLM
-from tests.browser import RunningApp, click_until, login, start_app, wait_idle
-from tests.conftest import CORPUS
+from tests.browser import RunningApp, click_until, login, start_quoting_app, wait_idle
 from tests.fake_ollama import FakeOllama
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
-def quote_first_passage(messages: list[ChatMessage]) -> str:
-    """Answer with the first sentence of passage [1] that states a number, cited as [1]."""
-    user = next(m.content for m in messages if m.role == "user")
-    body = user.split('"""', 2)[1]
-    sentences = re.split(r"(?<=[.])\s+", " ".join(body.split()))
-    chosen = next((s for s in sentences if re.search(r"\d", s)), sentences[0]).rstrip(".")
-    return f"{chosen} [1]."
 
 
 @pytest.fixture
@@ -37,14 +27,6 @@ def app(tmp_path: Path, fake_ollama_server: Callable[..., FakeOllama]) -> Iterat
     yield from start_quoting_app(tmp_path, fake_ollama_server)
 
 
-def start_quoting_app(tmp_path: Path, fake_ollama_server: Callable[..., FakeOllama]) -> Iterator[RunningApp]:
-    """The app on the anaphylaxis guideline, answering through an Ollama API that quotes passage [1]."""
-    server = fake_ollama_server(backend=FakeLLM(quote_first_passage))
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copy(CORPUS / "anaphylaxis.md", corpus)
-    env = {"CQA_LLM__BACKEND": "ollama", "CQA_OLLAMA_HOST": server.url, "CQA_LLM__ALLOW_FALLBACK": "false"}
-    yield from start_app(tmp_path / "var", corpus, env)
 
 
 def test_clinician_sees_cited_answer_and_sources(app: RunningApp, browser_page: object, test_output: Path) -> None:

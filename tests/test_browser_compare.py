@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import RunningApp, click_until, login, wait_idle
+from tests.browser import RunningApp, click_until, login, start_quoting_app, wait_idle
 from tests.fake_ollama import FakeOllama
-from tests.test_browser_chat import start_quoting_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -16,22 +16,15 @@ from core.evaluation.compare import (
 )
 from core.llm import AdapterChoice, ChatMessage, FakeLLM, GenerationParams
 from core.pipeline import AnswerService, AskOptions
-from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, PromptTemplate
+from core.prompts import BUILTIN_PROMPT
 from core.services import Services
-from core.settings import AnswerSettings, Settings
-from tests.test_pipeline import GUIDELINE, _passage_number
+from core.settings import Settings
+from tests.conftest import GUIDELINE
+from tests.helpers import LOOSE, TERSE, compare_reply
 
-LOOSE = AnswerSettings(evidence_threshold=0.05, min_passage_similarity=0.0, max_passages=3)
-TERSE = PromptTemplate(version="v1", system="Terse.", user=BUILTIN_PROMPT.user)
 QUESTION = "What dose of adrenaline in anaphylaxis?"
 
 
-def _reply(messages: list[ChatMessage]) -> str:
-    # The built-in prompt answers with a citation; the terse test prompt declines.
-    if messages[0].content == "Terse.":
-        return NOT_IN_GUIDELINES
-    n = _passage_number(messages, "0.5 mg")
-    return f"Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh [{n}]."
 
 
 def _service(svc: Services, llm: FakeLLM) -> AnswerService:
@@ -45,7 +38,7 @@ def _user_message(messages: list[ChatMessage]) -> str:
 
 
 def test_both_sides_get_identical_passages_and_differences_are_listed(fake_services: Services) -> None:
-    llm = FakeLLM(_reply)
+    llm = FakeLLM(compare_reply)
     result = compare(_service(fake_services, llm), QUESTION, AskOptions(), AskOptions(prompt=TERSE))
     assert len(llm.calls) == 2
     (msgs_a, params_a, _), (msgs_b, params_b, _) = llm.calls
@@ -70,7 +63,7 @@ def test_both_sides_get_identical_passages_and_differences_are_listed(fake_servi
 
 
 def test_identical_configurations_give_identical_answers(fake_services: Services) -> None:
-    llm = FakeLLM(_reply)
+    llm = FakeLLM(compare_reply)
     result = compare(_service(fake_services, llm), QUESTION, AskOptions(), AskOptions())
     table = {d.measure: d for d in result.differences}
     assert result.a.text == result.b.text and not table["text identical"].differs
@@ -78,7 +71,7 @@ def test_identical_configurations_give_identical_answers(fake_services: Services
 
 
 def test_retrieves_once_with_the_larger_top_k(fake_services: Services) -> None:
-    service = _service(fake_services, FakeLLM(_reply))
+    service = _service(fake_services, FakeLLM(compare_reply))
     calls: list[int | None] = []
     real = fake_services.retriever.retrieve
 
@@ -105,7 +98,7 @@ def test_config_label_names_adapter_and_top_k() -> None:
 
 
 def test_preferences_are_stored_and_read_back(fake_services: Services, tmp_path: Path) -> None:
-    result = compare(_service(fake_services, FakeLLM(_reply)), QUESTION, AskOptions(), AskOptions(prompt=TERSE))
+    result = compare(_service(fake_services, FakeLLM(compare_reply)), QUESTION, AskOptions(), AskOptions(prompt=TERSE))
     store = PreferenceStore(f"sqlite:///{tmp_path / 'p' / 'preferences.sqlite'}")
     pid = store.record(result, "A", " cites the dose ", user="dr.a")
     store.record(result, "tie", "", user="dr.b")

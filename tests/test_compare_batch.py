@@ -39,10 +39,9 @@ from core.rules import BUNDLED_RULES_DIR, RuleSet
 from core.services import Services, build_services
 from core.settings import LLMSettings, Settings
 from core.store import InMemoryStore
-from tests.conftest import CORPUS, REPO
+from tests.conftest import CORPUS, GUIDELINE, REPO
 from tests.fake_ollama import FakeOllama
-from tests.test_compare import LOOSE, TERSE, _reply
-from tests.test_pipeline import GUIDELINE
+from tests.helpers import LOOSE, TERSE, compare_reply
 
 CASES = [
     EvalCase.model_validate(c) for c in (
@@ -137,7 +136,7 @@ def test_backend_choice_builds_ollama_only_when_asked() -> None:
 # -- batch ----------------------------------------------------------------------------------------
 def _sides(svc: Services, llm_b: FakeLLM | None = None) -> tuple[Side, Side]:
     svc.library.ingest_bytes(GUIDELINE, "anaphylaxis.md")
-    llm = FakeLLM(_reply)
+    llm = FakeLLM(compare_reply)
     service_a = AnswerService(svc.retriever, llm, LOOSE, svc_params(), safety=RuleSet.load(BUNDLED_RULES_DIR))
     service_b = AnswerService(svc.retriever, llm_b or llm, LOOSE, svc_params(), safety=RuleSet.load(BUNDLED_RULES_DIR))
     return Side(service_a, AskOptions(), "A-label"), Side(service_b, AskOptions(prompt=TERSE), "B-label")
@@ -237,7 +236,7 @@ def test_unreachable_ollama_fails_only_its_own_side(settings: Settings, free_clo
 def test_embedded_and_ollama_sides_answer_on_the_same_passages(
     fake_services: Services, fake_ollama_server: Callable[..., FakeOllama], settings: Settings
 ) -> None:
-    server = fake_ollama_server(backend=FakeLLM(_reply))
+    server = fake_ollama_server(backend=FakeLLM(compare_reply))
     a, _ = _sides(fake_services)
     config = CompareConfig.parse("backend=ollama:llama3.2:1b")
     llm = config_llm(config, LLMSettings(backend="fake", ollama_host=server.url))

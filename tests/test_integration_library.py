@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from core.embedding import Embedder
 from core.services import Services, build_services
 from core.settings import Settings
 from tests.conftest import CORPUS, REPO
+from tests.helpers import free_port, milvus_server
 
 pytestmark = pytest.mark.integration
 QUESTIONS = REPO / "tests" / "data" / "demo_questions.jsonl"
@@ -180,36 +179,13 @@ def test_ingestion_killed_halfway_leaves_no_partial_document(tmp_path: Path, min
         svc.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-@contextmanager
-def _milvus_server(data_dir: Path, port: int) -> Iterator[None]:
-    """`milvus-lite server` on 127.0.0.1:port, the same gRPC API as a Milvus server."""
-    server_bin = Path(sys.executable).parent / "milvus-lite"
-    server = subprocess.Popen(
-        [str(server_bin), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.3)
-        yield
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_milvus_server_uri_path(tmp_path: Path, minilm: Embedder) -> None:
-    port = _free_port()
-    with _milvus_server(tmp_path / "milvus-server", port):
+    port = free_port()
+    with milvus_server(tmp_path / "milvus-server", port):
         uri = f"http://127.0.0.1:{port}"
         settings = Settings(data_dir=tmp_path / "var", milvus_uri=uri)
         assert settings.store.milvus_uri == uri
@@ -233,6 +209,6 @@ def test_milvus_server_uri_path(tmp_path: Path, minilm: Embedder) -> None:
 def test_unreachable_milvus_server_is_a_clear_error(tmp_path: Path, minilm: Embedder) -> None:
     from core.errors import StoreUnavailableError
 
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StoreUnavailableError, match="Cannot reach the Milvus server"):
         build_services(Settings(data_dir=tmp_path / "var", milvus_uri=uri), embedder=minilm)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from core.answers import Escalation
@@ -14,33 +12,12 @@ from core.prompts import NOT_IN_GUIDELINES
 from core.safety import SafetyDecision
 from core.services import Services
 from core.settings import AnswerSettings
-from tests.conftest import GUIDELINE
-
-LOOSE = AnswerSettings(evidence_threshold=0.05, min_passage_similarity=0.0, max_passages=3)
-
-
-def _service(svc: Services, llm: FakeLLM, settings: AnswerSettings = LOOSE, **kw: object) -> AnswerService:
-    svc.library.ingest_bytes(GUIDELINE, "anaphylaxis.md")
-    return AnswerService(svc.retriever, llm, settings, GenerationParams(max_tokens=64), **kw)  # type: ignore[arg-type]
-
-
-def _passage_number(messages: list[ChatMessage], phrase: str) -> int:
-    """Which [n] the prompt gave the passage containing `phrase` (retrieval order is not fixed)."""
-    user = next(m.content for m in messages if m.role == "user")  # the passages; a retry adds a reminder after
-    blocks = user.split("\n[")
-    for block in blocks:
-        if phrase in block:
-            return int(block.lstrip("[").split("]", 1)[0])
-    raise AssertionError(f"{phrase!r} not in prompt")
-
-
-def _cite(sentence: str, phrase: str) -> Callable[[list[ChatMessage]], str]:
-    return lambda msgs: f"{sentence} [{_passage_number(msgs, phrase)}]."
+from tests.helpers import LOOSE, answer_service, cite_phrase, passage_number
 
 
 def test_supported_answer_is_grounded_with_page_and_section(fake_services: Services) -> None:
-    llm = FakeLLM(_cite("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg"))
-    answer = _service(fake_services, llm).ask("What dose of adrenaline in anaphylaxis?")
+    llm = FakeLLM(cite_phrase("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg"))
+    answer = answer_service(fake_services, llm).ask("What dose of adrenaline in anaphylaxis?")
     assert answer.status == "answered", answer
     assert answer.grounded and answer.format_valid
     assert [c.verified for c in answer.citations] == [True]
@@ -55,8 +32,8 @@ def test_supported_answer_is_grounded_with_page_and_section(fake_services: Servi
 
 
 def test_wrong_dose_is_flagged_and_not_grounded(fake_services: Services) -> None:
-    llm = FakeLLM(_cite("Give adrenaline 0.3 mg intramuscularly into the anterolateral thigh", "0.5 mg"))
-    answer = _service(fake_services, llm).ask("What dose of adrenaline in anaphylaxis?")
+    llm = FakeLLM(cite_phrase("Give adrenaline 0.3 mg intramuscularly into the anterolateral thigh", "0.5 mg"))
+    answer = answer_service(fake_services, llm).ask("What dose of adrenaline in anaphylaxis?")
     assert answer.status == "answered"
     assert not answer.grounded
     assert not answer.sentences[0].supported
@@ -68,10 +45,10 @@ def test_invalid_format_gets_one_retry(fake_services: Services) -> None:
     replies = iter(["Adrenaline is given in anaphylaxis.", "Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh [{n}]."])
 
     def reply(msgs: list[ChatMessage]) -> str:
-        return next(replies).replace("{n}", str(_passage_number(msgs, "0.5 mg")))
+        return next(replies).replace("{n}", str(passage_number(msgs, "0.5 mg")))
 
     llm = FakeLLM(reply)
-    answer = _service(fake_services, llm).ask("Adrenaline dose?")
+    answer = answer_service(fake_services, llm).ask("Adrenaline dose?")
     assert answer.status == "answered" and answer.retries == 1 and not answer.format_valid
     assert len(llm.calls) == 2
     assert llm.calls[1][0][-1].role == "user" and "did not follow the format" in llm.calls[1][0][-1].content
@@ -79,14 +56,14 @@ def test_invalid_format_gets_one_retry(fake_services: Services) -> None:
 
 def test_invalid_twice_is_a_safe_failure_with_nearest_sections(fake_services: Services) -> None:
     llm = FakeLLM("Adrenaline is great [9].")
-    answer = _service(fake_services, llm).ask("Adrenaline dose?")
+    answer = answer_service(fake_services, llm).ask("Adrenaline dose?")
     assert answer.status == "refused" and answer.refusal is not None
     assert answer.refusal.reason == "invalid_output"
     assert answer.nearest and not answer.citations
 
 
 def test_model_declining_is_a_no_evidence_refusal(fake_services: Services) -> None:
-    answer = _service(fake_services, FakeLLM(NOT_IN_GUIDELINES)).ask("Adrenaline dose in a 6 year old?")
+    answer = answer_service(fake_services, FakeLLM(NOT_IN_GUIDELINES)).ask("Adrenaline dose in a 6 year old?")
     assert answer.status == "refused" and answer.refusal and answer.refusal.reason == "no_evidence"
     # The passages passed the gate: the clinician is not told the guidelines do not cover it.
     assert "may still cover your question" in answer.text and "not covered" not in answer.text
@@ -96,7 +73,7 @@ def test_model_declining_is_a_no_evidence_refusal(fake_services: Services) -> No
 def test_evidence_gate_refuses_without_calling_the_model(fake_services: Services) -> None:
     llm = FakeLLM("should not be called [1].")
     strict = AnswerSettings(evidence_threshold=0.99)
-    answer = _service(fake_services, llm, strict).ask("Who won the football world cup?")
+    answer = answer_service(fake_services, llm, strict).ask("Who won the football world cup?")
     assert answer.status == "refused" and answer.refusal and answer.refusal.reason == "no_evidence"
     assert "not covered" in answer.text
     assert llm.calls == []
@@ -110,8 +87,8 @@ def test_empty_library_is_a_clear_refusal(fake_services: Services) -> None:
 
 
 def test_context_budget_drops_lowest_ranked_passages_and_says_so(fake_services: Services) -> None:
-    llm = FakeLLM(_cite("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg"), context_window=190)
-    answer = _service(fake_services, llm).ask("adrenaline 0.5 mg dose repeat observation hours")
+    llm = FakeLLM(cite_phrase("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg"), context_window=190)
+    answer = answer_service(fake_services, llm).ask("adrenaline 0.5 mg dose repeat observation hours")
     assert answer.tokens.passages_dropped >= 1
     assert answer.tokens.passages_given + answer.tokens.passages_dropped >= 2
     assert any("left out to fit" in w for w in answer.warnings)
@@ -119,11 +96,11 @@ def test_context_budget_drops_lowest_ranked_passages_and_says_so(fake_services: 
 
 def test_unreachable_model_falls_back_when_allowed(fake_services: Services) -> None:
     down = FakeLLM(error=LLMUnavailableError("Ollama at http://x:1 is not reachable."), name="ollama-model")
-    backup = FakeLLM(_cite("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg"), name="embedded-model")
-    answer = _service(fake_services, down, fallback=lambda: backup).ask("Adrenaline dose?")
+    backup = FakeLLM(cite_phrase("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg"), name="embedded-model")
+    answer = answer_service(fake_services, down, fallback=lambda: backup).ask("Adrenaline dose?")
     assert answer.status == "answered" and answer.model == "embedded-model"
     assert any("not reachable" in w and "embedded model" in w for w in answer.warnings)
-    no_fallback = _service(fake_services, down).ask("Adrenaline dose?")
+    no_fallback = answer_service(fake_services, down).ask("Adrenaline dose?")
     assert no_fallback.refusal and no_fallback.refusal.reason == "model_unavailable"
     assert "not reachable" in no_fallback.text
 
@@ -142,7 +119,7 @@ class _RedFlag:
 
 def test_escalation_comes_first_even_without_evidence(fake_services: Services) -> None:
     strict = AnswerSettings(evidence_threshold=0.99)
-    answer = _service(fake_services, FakeLLM("x [1]."), strict, safety=_RedFlag()).ask("crushing chest pain")
+    answer = answer_service(fake_services, FakeLLM("x [1]."), strict, safety=_RedFlag()).ask("crushing chest pain")
     assert answer.status == "escalated" and answer.escalation is not None
     assert answer.text.startswith("Call 999 now.")
 
@@ -150,9 +127,9 @@ def test_escalation_comes_first_even_without_evidence(fake_services: Services) -
 def test_urgent_message_repeated_by_the_model_is_not_checked_against_the_passages(fake_services: Services) -> None:
     """An adapter taught to put the urgent-care text first repeats what the rules already show; only
     the guideline part is verified, so the answer stays grounded and the message is shown once."""
-    sentence = _cite("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg")
+    sentence = cite_phrase("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg")
     llm = FakeLLM(lambda msgs: "Call 999 now!\n\n" + sentence(msgs))
-    answer = _service(fake_services, llm, safety=_RedFlag()).ask("Anaphylaxis with throat swelling, what dose of adrenaline?")
+    answer = answer_service(fake_services, llm, safety=_RedFlag()).ask("Anaphylaxis with throat swelling, what dose of adrenaline?")
     assert answer.status == "escalated" and answer.grounded, answer
     assert answer.text.count("Call 999 now") == 1 and answer.text.startswith("Call 999 now.")
     assert strip_escalation("Call 999 now.\n\nGive X [1].", "Call 999 now.") == "Give X [1]."
@@ -161,12 +138,12 @@ def test_urgent_message_repeated_by_the_model_is_not_checked_against_the_passage
 
 @pytest.mark.parametrize("reply", ["Give adrenaline [1-2].", "See [1, 2] and [2]."])
 def test_format_accepts_marker_variants(fake_services: Services, reply: str) -> None:
-    answer = _service(fake_services, FakeLLM(reply)).ask("adrenaline dose repeat observation")
+    answer = answer_service(fake_services, FakeLLM(reply)).ask("adrenaline dose repeat observation")
     assert answer.refusal is None or answer.refusal.reason != "invalid_output"
 
 
 def test_citation_to_a_passage_that_was_not_given_is_invalid(fake_services: Services) -> None:
-    answer = _service(fake_services, FakeLLM("Give adrenaline 0.5 mg [7].")).ask("adrenaline dose")
+    answer = answer_service(fake_services, FakeLLM("Give adrenaline 0.5 mg [7].")).ask("adrenaline dose")
     assert answer.refusal is not None and answer.refusal.reason == "invalid_output"
 
 
@@ -178,7 +155,7 @@ class _Clarify:
 
 def test_clarifying_question_and_pii_warning_and_rule_version(fake_services: Services) -> None:
     llm = FakeLLM("x [1].")
-    answer = _service(fake_services, llm, safety=_Clarify()).ask("paracetamol dose for my child 943 476 5919")
+    answer = answer_service(fake_services, llm, safety=_Clarify()).ask("paracetamol dose for my child 943 476 5919")
     assert answer.refusal is not None and answer.refusal.reason == "needs_clarification"
     assert answer.text == "How old is the child and what do they weigh?"
     assert answer.rule_set_version == "abc123"
@@ -198,7 +175,7 @@ class _CrisisAndUnsafe:
 
 def test_escalation_with_unsafe_request_gets_no_guideline_answer(fake_services: Services) -> None:
     llm = FakeLLM("x [1].")
-    answer = _service(fake_services, llm, safety=_CrisisAndUnsafe()).ask("how many tablets would kill me")
+    answer = answer_service(fake_services, llm, safety=_CrisisAndUnsafe()).ask("how many tablets would kill me")
     assert answer.status == "escalated" and answer.text.startswith("Call the crisis line now.")
     assert answer.refusal is not None and answer.refusal.reason == "unsafe"
     assert llm.calls == [] and answer.retrieved == []
@@ -232,7 +209,7 @@ def test_injected_guideline_file_is_quoted_data_and_obeying_it_is_not_grounded(f
 
 def test_screen_gives_the_escalation_before_anything_runs(fake_services: Services) -> None:
     llm = FakeLLM("x [1].")
-    service = _service(fake_services, llm, safety=_RedFlag())
+    service = answer_service(fake_services, llm, safety=_RedFlag())
     decision = service.screen("crushing chest pain")
     assert decision.escalation is not None and decision.escalation.message == "Call 999 now."
     assert llm.calls == []

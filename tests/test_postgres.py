@@ -9,7 +9,7 @@ import pytest
 from core.audit import AuditLog
 from core.prompt_store import PromptStore
 from core.prompts import BUILTIN_SYSTEM_PROMPT, BUILTIN_USER_TEMPLATE
-from tests.test_audit import make_answer
+from tests.helpers import make_answer
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.llm import FakeLLM
 from core.relevance import topic_terms, unaddressed_terms
 from core.services import Services
-from tests.test_pipeline import _cite, _service
+from tests.helpers import answer_service, cite_phrase
 
 
 def test_topic_terms_skip_question_and_generic_words() -> None:
@@ -25,8 +25,8 @@ def test_off_topic_answers_are_caught_and_on_topic_ones_pass() -> None:
 
 
 def test_pipeline_does_not_show_a_cited_off_topic_sentence_as_grounded(fake_services: Services) -> None:
-    llm = FakeLLM(_cite("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg"))
-    answer = _service(fake_services, llm).ask("What is the thrombectomy window for adrenaline?")
+    llm = FakeLLM(cite_phrase("Give adrenaline 0.5 mg intramuscularly into the anterolateral thigh", "0.5 mg"))
+    answer = answer_service(fake_services, llm).ask("What is the thrombectomy window for adrenaline?")
     assert answer.status == "answered" and answer.citations[0].verified  # the sentence is in the passage...
     assert not answer.grounded  # ...but thrombectomy is not: not shown as grounded
     assert any("do not mention thrombectomy" in w for w in answer.warnings)

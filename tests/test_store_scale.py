@@ -11,6 +11,7 @@ from core.embedding import HashingEmbedder
 from core.services import build_services
 from core.settings import Settings
 from core.store import ChunkFilter, MilvusChunkStore, StoredChunk
+from tests.helpers import free_port, milvus_server
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +107,6 @@ def test_supersede_and_delete_are_honoured_without_an_id_list(tmp_path: Path, mo
 
 def test_migration_copies_a_lite_library_into_a_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from core import migrate_store, store
-    from tests.test_integration_library import _free_port, _milvus_server
 
     monkeypatch.setattr(store, "_PAGE_ROWS", 7)  # the server is read page by page: several pages here
     embedder = HashingEmbedder()
@@ -115,8 +115,8 @@ def test_migration_copies_a_lite_library_into_a_server(tmp_path: Path, monkeypat
     chunks = [_chunk(f"doc-{i % 4}", i) for i in range(30)]
     source.add(chunks, embedder.embed([c.text for c in chunks]))
     source.close()
-    port = _free_port()
-    with _milvus_server(tmp_path / "server", port):
+    port = free_port()
+    with milvus_server(tmp_path / "server", port):
         uri = f"http://127.0.0.1:{port}"
         assert migrate_store.main(["--from", str(lite), "--to", uri]) == 0
         assert migrate_store.main(["--from", str(lite), "--to", uri]) == 3  # refuses to copy twice
