@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import llama_cpp  # noqa: E402
 
+from core.answering.pipeline import AnswerService, declines, format_ok, standalone_question  # noqa: E402
+from core.answering.prompts import BUILTIN_PROMPT, RETRY_REMINDER  # noqa: E402
 from core.bootstrap import corpus_files  # noqa: E402
 from core.llm import ChatMessage, GenerationParams, default_params  # noqa: E402
 from core.llm.embedded import (  # noqa: E402
@@ -46,8 +48,6 @@ from core.llm.embedded import (  # noqa: E402
     _without_extra_buffer_types,
     resolve_model_path,
 )
-from core.pipeline import AnswerService, declines, format_ok, standalone_question  # noqa: E402
-from core.prompts import BUILTIN_PROMPT, RETRY_REMINDER  # noqa: E402
 from core.services import Services, build_answer_service, build_services  # noqa: E402
 from core.settings import REPO_ROOT, Settings  # noqa: E402
 

@@ -25,9 +25,9 @@ from pathlib import Path  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.answering.pipeline import AskOptions  # noqa: E402
 from core.bootstrap import corpus_files  # noqa: E402
 from core.llm.fake import FakeLLM  # noqa: E402
-from core.pipeline import AskOptions  # noqa: E402
 from core.services import build_answer_service, build_services  # noqa: E402
 from core.settings import Settings  # noqa: E402
 

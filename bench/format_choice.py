@@ -37,12 +37,12 @@ from typing import Any, cast  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.answering.citations import SUPPORT_THRESHOLD, verify  # noqa: E402
+from core.answering.pipeline import _clean, declines, format_ok, standalone_question  # noqa: E402
+from core.answering.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, RETRY_REMINDER, build_messages  # noqa: E402
 from core.bootstrap import corpus_files  # noqa: E402
-from core.citations import SUPPORT_THRESHOLD, verify  # noqa: E402
 from core.llm import ChatMessage, GenerationParams, default_params  # noqa: E402
 from core.llm.embedded import EmbeddedLlamaBackend  # noqa: E402
-from core.pipeline import _clean, declines, format_ok, standalone_question  # noqa: E402
-from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, RETRY_REMINDER, build_messages  # noqa: E402
 from core.schema import RetrievedPassage  # noqa: E402
 from core.services import Services, build_services  # noqa: E402
 from core.settings import REPO_ROOT, Settings  # noqa: E402

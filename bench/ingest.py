@@ -19,12 +19,12 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.bootstrap import corpus_files  # noqa: E402
-from core.chunking import chunk_document  # noqa: E402
-from core.embedding import MiniLMEmbedder, bundled_minilm_dir  # noqa: E402
-from core.parsing import parse_file  # noqa: E402
+from core.library.chunking import chunk_document  # noqa: E402
+from core.library.embedding import MiniLMEmbedder, bundled_minilm_dir  # noqa: E402
+from core.library.parsing import parse_file  # noqa: E402
+from core.library.store import index_text  # noqa: E402
 from core.services import build_services  # noqa: E402
 from core.settings import REPO_ROOT, Settings  # noqa: E402
-from core.store import index_text  # noqa: E402
 
 
 def main() -> None:

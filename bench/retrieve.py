@@ -21,8 +21,8 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.embedding import HashingEmbedder  # noqa: E402
-from core.store import ChunkFilter, MilvusChunkStore, StoredChunk  # noqa: E402
+from core.library.embedding import HashingEmbedder  # noqa: E402
+from core.library.store import ChunkFilter, MilvusChunkStore, StoredChunk  # noqa: E402
 
 N_CHUNKS = int(os.environ.get("BENCH_CHUNKS", "20000"))
 N_QUERIES = int(os.environ.get("BENCH_QUERIES", "20"))

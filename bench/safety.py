@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from core.bootstrap import corpus_files  # noqa: E402
-from core.rules import BUNDLED_RULES_DIR, SAFETY_CASES, RuleSet  # noqa: E402
+from core.safety.rules import BUNDLED_RULES_DIR, SAFETY_CASES, RuleSet  # noqa: E402
+from core.safety.triage import build_screen  # noqa: E402
 from core.services import build_services  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.triage import build_screen  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 

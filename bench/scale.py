@@ -47,12 +47,12 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.bootstrap import corpus_files  # noqa: E402
-from core.chunking import chunk_document  # noqa: E402
-from core.embedding import Embedder, MiniLMEmbedder, bundled_minilm_dir  # noqa: E402
-from core.parsing import parse_file  # noqa: E402
+from core.library.chunking import chunk_document  # noqa: E402
+from core.library.embedding import Embedder, MiniLMEmbedder, bundled_minilm_dir  # noqa: E402
+from core.library.parsing import parse_file  # noqa: E402
+from core.library.store import _ROW_FIELDS, ChunkFilter, MilvusChunkStore, _row_metadata, index_text  # noqa: E402
 from core.services import Services, build_answer_service, build_services  # noqa: E402
 from core.settings import REPO_ROOT, Settings  # noqa: E402
-from core.store import _ROW_FIELDS, ChunkFilter, MilvusChunkStore, _row_metadata, index_text  # noqa: E402
 
 SIZES = [int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "100,1000,10000").split(",")]
 N_ANSWERS = int(os.environ.get("BENCH_SCALE_ANSWERS", "5"))

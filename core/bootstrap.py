@@ -6,10 +6,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from core.library import GuidelineLibrary, IngestOutcome
-from core.parsing import SUPPORTED_SUFFIXES
+from core.governance.users import UserStore
+from core.library.ingestion import GuidelineLibrary, IngestOutcome
+from core.library.parsing import SUPPORTED_SUFFIXES
 from core.settings import Settings
-from core.users import UserStore
 
 
 class FirstStart(BaseModel):

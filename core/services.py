@@ -6,31 +6,28 @@ when that backend is chosen.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 
-from core.catalog import Catalog
-from core.embedding import Embedder, HashingEmbedder
-from core.evidence import EVIDENCE_MODEL, EvidenceModel, EvidenceSelector
-from core.library import GuidelineLibrary, RecoveryReport
+from core.answering.evidence import EVIDENCE_MODEL, EvidenceModel, EvidenceSelector
+from core.answering.pipeline import AnswerService
+from core.answering.retrieval import Retriever
+from core.library.catalog import Catalog
+from core.library.embedding import Embedder, HashingEmbedder
+from core.library.ingestion import GuidelineLibrary, RecoveryReport
+from core.library.locking import WriterLock
+from core.library.store import ChunkStore, InMemoryStore, MilvusChunkStore, StoredChunk, local_uri
 from core.llm import LLMBackend, build_llm, default_params
-from core.locking import WriterLock
-from core.pipeline import AnswerService
-from core.retrieval import Retriever
-from core.rules import load_rules
+from core.safety.rules import load_rules
+from core.safety.triage import build_screen
 from core.schema import RetrievedPassage
 from core.settings import Settings
-from core.store import ChunkStore, InMemoryStore, MilvusChunkStore, StoredChunk, local_uri
-from core.triage import build_screen
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see STACK.md: torch + llama.cpp contention
 
 
 def build_embedder(settings: Settings) -> Embedder:
     match settings.embedding.mode:
         case "minilm":
-            from core.embedding import MiniLMEmbedder
+            from core.library.embedding import MiniLMEmbedder
 
             return MiniLMEmbedder(settings.embedding.model_dir)
         case "fake":

@@ -7,7 +7,7 @@ from datetime import date
 
 import streamlit as st
 
-from core.audit import (
+from core.governance.audit import (
     AuditError,
     AuditFilters,
     citation_counts,

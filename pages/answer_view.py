@@ -7,10 +7,17 @@ from collections.abc import Iterator
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from core.answering.pipeline import AnswerRun
+from core.answering.presentation import (
+    answer_html,
+    highlight,
+    highlight_spans,
+    quotes_html,
+    split_warnings,
+    usage_caption,
+)
 from core.answers import Answer, Escalation
-from core.audit import FEEDBACK_REASONS, AuditWriteError
-from core.pipeline import AnswerRun
-from core.presentation import answer_html, highlight, highlight_spans, quotes_html, split_warnings, usage_caption
+from core.governance.audit import FEEDBACK_REASONS, AuditWriteError
 from pages.common import audit_log, current_user, services
 
 

@@ -6,11 +6,11 @@ import uuid
 
 import streamlit as st
 
+from core.answering.pipeline import AskOptions
+from core.answering.presentation import history
+from core.answering.prompt_store import prompt_store_for
 from core.answers import Answer
 from core.errors import CQAError
-from core.pipeline import AskOptions
-from core.presentation import history
-from core.prompt_store import prompt_store_for
 from pages.answer_view import feedback_widget, record_answer, render_answer, render_escalation, show_quotes_first
 from pages.common import adapter_picker, answer_service, current_user, ollama_status, require_role, services
 

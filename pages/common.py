@@ -7,16 +7,16 @@ from typing import Any
 import streamlit as st
 
 from core.adapters.registry import AdapterRegistry
-from core.audit import AuditLog, audit_url
+from core.answering.pipeline import AnswerService
 from core.bootstrap import FirstStart, ensure_demo_users, first_start
 from core.errors import CQAError
+from core.governance.audit import AuditLog, audit_url
+from core.governance.users import Role, UserStore
 from core.llm import AdapterChoice, LLMBackend
-from core.pipeline import AnswerService
+from core.safety.triage import screen_stamp
 from core.schema import RetrievedPassage
 from core.services import Services, build_answer_service, build_services, start_cache_warmup
 from core.settings import Settings
-from core.triage import screen_stamp
-from core.users import Role, UserStore
 
 
 def _close(value: tuple[Services, FirstStart]) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.answering.prompt_store import prompt_store_for
 from core.errors import CQAError
 from core.evaluation.compare import Comparison, PreferenceError, Preferred, compare_sides, preference_store_for
-from core.prompt_store import prompt_store_for
 from core.settings import Settings
 from pages.common import current_user, require_role
 from pages.compare_batch import batch_mode

@@ -12,7 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from core.eval import EvalCase, load_cases, parse_cases
+from core.answering.prompt_store import PromptStore
+from core.evaluation.cases import EvalCase, load_cases, parse_cases
 from core.evaluation.compare import CompareConfig
 from core.evaluation.compare_batch import (
     EVAL_SET,
@@ -24,7 +25,6 @@ from core.evaluation.compare_batch import (
     run_batch,
     summary_frame,
 )
-from core.prompt_store import PromptStore
 from core.settings import Settings
 from pages.compare_sides import make_side, show_side
 

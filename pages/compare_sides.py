@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.answering.pipeline import AnswerService
+from core.answering.prompt_store import PromptStore
 from core.answers import Answer
 from core.errors import CQAError
 from core.evaluation.compare import (
@@ -15,10 +17,8 @@ from core.evaluation.compare import (
     config_service,
     uses_configured_backend,
 )
-from core.pipeline import AnswerService
-from core.prompt_store import PromptStore
+from core.safety.triage import screen_stamp
 from core.settings import Settings
-from core.triage import screen_stamp
 from pages.common import answer_service, services
 
 NO_ADAPTER = "none (base model)"

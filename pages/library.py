@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import CQAError
-from core.parsing import SUPPORTED_SUFFIXES
+from core.library.parsing import SUPPORTED_SUFFIXES
 from core.schema import DocumentMeta
 from pages.common import require_role, services, show_passages
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.adapters.models_info import ModelRow, adapter_table, local_model, model_table, ollama_models
 from core.adapters.registry import AdapterRegistry
 from core.errors import CQAError
-from core.models_info import ModelRow, adapter_table, local_model, model_table, ollama_models
 from core.settings import Settings
 from pages.adapter_training import training_section
 from pages.common import require_role

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.pipeline import gate_evidence
-from core.prompt_store import (
+from core.answering.pipeline import gate_evidence
+from core.answering.prompt_store import (
     MAX_SYSTEM_CHARS,
     MAX_USER_CHARS,
     PromptStoreError,

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.emergency_classifier import EmergencyClassifier, retrain
 from core.errors import CQAError
-from core.rules import SAFETY_CASES, RuleError, RuleSet, load_cases, read_sources, rules_dir, save_rule_file
-from core.triage import classifier_path
-from core.vitals import DEFAULT_VITALS_PATH
+from core.safety.emergency_classifier import EmergencyClassifier, retrain
+from core.safety.rules import SAFETY_CASES, RuleError, RuleSet, load_cases, read_sources, rules_dir, save_rule_file
+from core.safety.triage import classifier_path
+from core.safety.vitals import DEFAULT_VITALS_PATH
 from pages.common import require_role, services
 
 require_role("admin")

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from core.citations import SUPPORT_THRESHOLD, verify  # noqa: E402
+from core.answering.citations import SUPPORT_THRESHOLD, verify  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "citation_support.jsonl"
 DOC = REPO / "docs" / "citation-verification.md"

@@ -21,7 +21,7 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.facts import holds_source  # noqa: E402
+from core.evaluation.facts import holds_source  # noqa: E402
 from core.services import build_services  # noqa: E402
 from core.settings import Settings  # noqa: E402
 

@@ -26,8 +26,8 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.rules import BUNDLED_RULES_DIR, RuleSet, load_cases, outcome  # noqa: E402
-from core.safety import SafetyRules  # noqa: E402
+from core.safety.decision import SafetyRules  # noqa: E402
+from core.safety.rules import BUNDLED_RULES_DIR, RuleSet, load_cases, outcome  # noqa: E402
 from core.settings import REPO_ROOT, Settings  # noqa: E402
 
 DEFAULT_CASES = REPO_ROOT / "tests" / "data" / "safety_cases.jsonl"
@@ -91,8 +91,8 @@ def main() -> int:
     rules = RuleSet.load(args.rules)
     screen: SafetyRules = rules
     if not args.rules_only:
-        from core.embedding import MiniLMEmbedder
-        from core.triage import build_screen
+        from core.library.embedding import MiniLMEmbedder
+        from core.safety.triage import build_screen
 
         layered = build_screen(Settings(), rules, MiniLMEmbedder())
         screen = layered

@@ -31,8 +31,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.bootstrap import corpus_files  # noqa: E402
-from core.evidence import (  # noqa: E402
+from core.answering.evidence import (  # noqa: E402
     EVIDENCE_MODEL,
     PASSAGE_FEATURES,
     SENTENCE_FEATURES,
@@ -47,9 +46,10 @@ from core.evidence import (  # noqa: E402
     sentence_matrix,
     with_list,
 )
-from core.facts import contains_fact, holds_source  # noqa: E402
-from core.relevance import unaddressed_terms  # noqa: E402
-from core.retrieval import _passage  # noqa: E402
+from core.answering.relevance import unaddressed_terms  # noqa: E402
+from core.answering.retrieval import _passage  # noqa: E402
+from core.bootstrap import corpus_files  # noqa: E402
+from core.evaluation.facts import contains_fact, holds_source  # noqa: E402
 from core.schema import RetrievedPassage  # noqa: E402
 from core.services import Services, build_services  # noqa: E402
 from core.settings import REPO_ROOT, Settings  # noqa: E402

@@ -14,10 +14,10 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from core.embedding import Embedder, HashingEmbedder  # noqa: E402
+from core.library.embedding import Embedder, HashingEmbedder  # noqa: E402
+from core.library.store import InMemoryStore  # noqa: E402
 from core.services import Services, build_services  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.store import InMemoryStore  # noqa: E402
 
 pytest.register_assert_rewrite("tests.helpers")
 pytest_plugins = ["tests.fake_ollama", "tests.browser", "tests.postgres"]
@@ -50,7 +50,7 @@ def fake_services(settings: Settings) -> Iterator[Services]:
 
 @pytest.fixture(scope="session")
 def minilm() -> Embedder:
-    from core.embedding import MiniLMEmbedder
+    from core.library.embedding import MiniLMEmbedder
 
     return MiniLMEmbedder()
 

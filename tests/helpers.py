@@ -12,17 +12,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.adapters.dataset import Dataset, build_dataset, red_flags_from_rules
+from core.answering.pipeline import AnswerService
+from core.answering.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, PromptTemplate
 from core.answers import AdapterRef, Answer, Citation, Escalation, Refusal, RetrievedRef, Timings, TokenUsage
-from core.chunking import chunk_document
-from core.embedding import HashingEmbedder
+from core.library.chunking import chunk_document
+from core.library.embedding import HashingEmbedder
+from core.library.parsing import parse_file
+from core.library.store import StoredChunk
 from core.llm import ChatMessage, FakeLLM, GenerationParams
-from core.parsing import parse_file
-from core.pipeline import AnswerService
-from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, PromptTemplate
-from core.rules import RuleSet
+from core.safety.rules import RuleSet
 from core.services import Services
 from core.settings import AnswerSettings, IngestSettings
-from core.store import StoredChunk
 from tests.conftest import GUIDELINE, REPO
 
 GUIDELINES = REPO / "data" / "guidelines"

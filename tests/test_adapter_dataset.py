@@ -18,12 +18,12 @@ from core.adapters.dataset import (
     red_flags_from_rules,
 )
 from core.adapters.evaluate import judge, passages_of
-from core.citations import verify
-from core.embedding import HashingEmbedder
+from core.answering.citations import verify
+from core.answering.prompts import BUILTIN_PROMPT, build_messages
 from core.errors import CQAError
-from core.prompts import BUILTIN_PROMPT, build_messages
-from core.rules import RuleSet
-from core.store import StoredChunk
+from core.library.embedding import HashingEmbedder
+from core.library.store import StoredChunk
+from core.safety.rules import RuleSet
 from tests.conftest import REPO
 from tests.helpers import demo_chunks
 

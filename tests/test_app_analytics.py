@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.answers import AdapterRef
-from core.audit import audit_log_for
+from core.governance.audit import audit_log_for
 from core.settings import Settings
 from tests.conftest import REPO, run_page_as
 from tests.helpers import make_answer

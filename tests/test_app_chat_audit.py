@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.audit import audit_log_for
+from core.governance.audit import audit_log_for
 from core.settings import Settings
 from tests.conftest import REPO
 

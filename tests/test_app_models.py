@@ -11,10 +11,10 @@ from streamlit.testing.v1 import AppTest
 
 from core.adapters.gguf_info import read_gguf
 from core.adapters.gguf_write import random_lora
+from core.adapters.models_info import local_model, model_table, ollama_models
 from core.adapters.registry import AdapterRegistry
 from core.errors import LLMUnavailableError
 from core.llm.embedded import bundled_model_path
-from core.models_info import local_model, model_table, ollama_models
 from core.settings import LLMSettings, Settings
 from tests.conftest import REPO, run_page_as
 

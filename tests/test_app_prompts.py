@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.prompts import BUILTIN_USER_TEMPLATE
+from core.answering.prompts import BUILTIN_USER_TEMPLATE
 from tests.conftest import REPO, run_page_as
 
 PAGE = REPO / "pages" / "prompts.py"

@@ -70,7 +70,7 @@ def test_ask_with_ollama_down_says_so_without_traceback(library_env: dict[str, s
 
 
 def test_default_adapter_applies_to_the_embedded_model_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.ask import cli_adapter
+    from core.cli.ask import cli_adapter
     from core.errors import CQAError
     from core.settings import Settings
 

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from core.answers import Answer
-from core.audit import (
+from core.errors import CQAError
+from core.governance.audit import (
     AuditError,
     AuditLog,
     AuditWriteError,
@@ -23,7 +24,6 @@ from core.audit import (
     feedback_summary,
     never_cited,
 )
-from core.errors import CQAError
 from core.settings import Settings
 from tests.helpers import make_answer
 
@@ -187,8 +187,8 @@ def test_bad_url_is_a_clear_error() -> None:
 def test_refused_questions_are_grouped_by_meaning_with_an_embedder() -> None:
     import pandas as pd
 
-    from core.audit import refused_questions
-    from core.embedding import HashingEmbedder
+    from core.governance.audit import refused_questions
+    from core.library.embedding import HashingEmbedder
 
     frame = pd.DataFrame({
         "id": [1, 2, 3, 4],

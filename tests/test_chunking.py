@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.chunking import chunk_document, chunk_unit_key, unit_texts
-from core.parsing import parse_file
+from core.library.chunking import chunk_document, chunk_unit_key, unit_texts
+from core.library.parsing import parse_file
 from core.schema import Block, Chunk, DocumentMeta, ParsedDocument
 from core.settings import IngestSettings
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from core.answering.citations import cited_numbers, parse_cited, strip_markers
+from core.answering.pipeline import declines, format_ok, strip_escalation
+from core.answering.presentation import answer_html
 from core.answers import Answer, SentenceCheck
-from core.citations import cited_numbers, parse_cited, strip_markers
-from core.pipeline import declines, format_ok, strip_escalation
-from core.presentation import answer_html
 
 MARKED = [
     ("Give 0.5 mg IM [1].", [1]),

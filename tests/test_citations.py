@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from core.citations import SUPPORT_THRESHOLD, parse_cited, split_sentences, support_score, verify
+from core.answering.citations import SUPPORT_THRESHOLD, parse_cited, split_sentences, support_score, verify
 from scripts.calibrate_citations import DATA, THRESHOLDS, choose_threshold, evaluate, load_examples
 
 ADRENALINE = """3.1 Adrenaline

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.answering.pipeline import AnswerService, AskOptions
+from core.answering.prompts import BUILTIN_PROMPT
 from core.evaluation.compare import (
     FixedPassages,
     PreferenceError,
@@ -15,8 +17,6 @@ from core.evaluation.compare import (
     preference_store_for,
 )
 from core.llm import AdapterChoice, ChatMessage, FakeLLM, GenerationParams
-from core.pipeline import AnswerService, AskOptions
-from core.prompts import BUILTIN_PROMPT
 from core.services import Services
 from core.settings import Settings
 from tests.conftest import GUIDELINE

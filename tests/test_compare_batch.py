@@ -16,8 +16,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from core.embedding import HashingEmbedder
-from core.eval import EvalCase, load_cases, parse_cases
+from core.answering.pipeline import AnswerService, AskOptions
+from core.answering.prompt_store import PromptStore
+from core.answering.prompts import BUILTIN_SYSTEM_PROMPT, BUILTIN_USER_TEMPLATE
+from core.evaluation.cases import EvalCase, load_cases, parse_cases
 from core.evaluation.compare import (
     CompareConfig,
     CompareConfigError,
@@ -30,15 +32,13 @@ from core.evaluation.compare import (
     config_prompt,
 )
 from core.evaluation.compare_batch import EVAL_SET, BatchCase, cases_frame, run_batch, summary_frame, write_results
+from core.library.embedding import HashingEmbedder
+from core.library.store import InMemoryStore
 from core.llm import FakeLLM
 from core.llm.ollama_backend import OllamaBackend
-from core.pipeline import AnswerService, AskOptions
-from core.prompt_store import PromptStore
-from core.prompts import BUILTIN_SYSTEM_PROMPT, BUILTIN_USER_TEMPLATE
-from core.rules import BUNDLED_RULES_DIR, RuleSet
+from core.safety.rules import BUNDLED_RULES_DIR, RuleSet
 from core.services import Services, build_services
 from core.settings import LLMSettings, Settings
-from core.store import InMemoryStore
 from tests.conftest import CORPUS, GUIDELINE, REPO
 from tests.fake_ollama import FakeOllama
 from tests.helpers import LOOSE, TERSE, compare_reply
@@ -101,7 +101,7 @@ def test_compare_eval_and_ask_default_to_the_same_adapter(monkeypatch: pytest.Mo
     """The same question evaluated, compared and asked gets the same answer: unset means the default
     adapter everywhere (CQA_LLM__DEFAULT_ADAPTER with the embedded model); 'none' means the base model."""
     from core.adapters.registry import requested_adapter
-    from core.ask import cli_adapter
+    from core.cli.ask import cli_adapter
 
     monkeypatch.setenv("CQA_LLM__BACKEND", "embedded")
     settings = Settings()

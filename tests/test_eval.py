@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from core.answers import Answer
-from core.eval import load_cases, retrieval_hit, summarise
+from core.evaluation.cases import load_cases, retrieval_hit, summarise
 from tests.conftest import CORPUS, REPO
 
 
@@ -129,8 +129,8 @@ def test_cli_records_the_adapter_and_scale_on_each_answer(tmp_path: Path) -> Non
 
 
 def test_cli_uses_the_active_or_named_prompt_version(tmp_path: Path) -> None:
-    from core.prompt_store import PromptStore
-    from core.prompts import BUILTIN_SYSTEM_PROMPT, BUILTIN_USER_TEMPLATE
+    from core.answering.prompt_store import PromptStore
+    from core.answering.prompts import BUILTIN_SYSTEM_PROMPT, BUILTIN_USER_TEMPLATE
 
     env = {"CQA_DATA_DIR": str(tmp_path / "eval-corpus")}
     assert _run(["core.ingest", str(CORPUS / "anaphylaxis.md")], env).returncode == 0

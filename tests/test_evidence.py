@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.embedding import HashingEmbedder
-from core.errors import CQAError
-from core.evidence import (
+from core.answering.evidence import (
     PASSAGE_FEATURES,
     SENTENCE_FEATURES,
     EvidenceModel,
@@ -19,7 +17,9 @@ from core.evidence import (
     sentence_spans,
     with_list,
 )
-from core.facts import contains_fact, holds_source, section_matches
+from core.errors import CQAError
+from core.evaluation.facts import contains_fact, holds_source, section_matches
+from core.library.embedding import HashingEmbedder
 from core.schema import RetrievedPassage
 
 PASSAGE = (

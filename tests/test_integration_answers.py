@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.answering.pipeline import AnswerService
 from core.bootstrap import corpus_files
-from core.embedding import Embedder
-from core.pipeline import AnswerService
+from core.library.embedding import Embedder
 from core.services import Services, build_answer_service, build_services
 from core.settings import Settings
 from tests.conftest import CORPUS, REPO
@@ -80,7 +80,7 @@ def test_with_the_shipped_adapter_answers_are_grounded_in_the_right_guideline_an
     """The shipped LoRA adapter (data/adapters, trained by core.adapters.train) teaches the citation
     format: grounded answers appear, each citing the guideline (and page, for PDFs) the question is about."""
     from core.adapters.registry import resolve_adapter
-    from core.pipeline import AskOptions
+    from core.answering.pipeline import AskOptions
 
     options = AskOptions(adapter=resolve_adapter("cqa-cite-v1", 1.0, Settings()))
     shown = 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.bootstrap import corpus_files
-from core.embedding import Embedder
+from core.library.embedding import Embedder
 from core.services import Services, build_services
 from core.settings import Settings
 from tests.conftest import CORPUS, REPO

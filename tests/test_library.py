@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.catalog import GuidelineRecord, utc_now
+from core.library.catalog import GuidelineRecord, utc_now
+from core.library.store import StoredChunk
 from core.schema import DocumentMeta
 from core.services import Services
-from core.store import StoredChunk
 
 
 def _md(title: str, version: str, body: str, effective: str = "2025-01-01") -> bytes:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from core.catalog import GuidelineRecord, utc_now
-from core.embedding import Embedder, HashingEmbedder
-from core.library import BulkProgress, IngestOutcome
+from core.library.catalog import GuidelineRecord, utc_now
+from core.library.embedding import Embedder, HashingEmbedder
+from core.library.ingestion import BulkProgress, IngestOutcome
+from core.library.store import ChunkFilter, InMemoryStore
 from core.services import Services, build_services
 from core.settings import Settings
-from core.store import ChunkFilter, InMemoryStore
 
 
 class CountingEmbedder(Embedder):
@@ -182,7 +182,7 @@ def test_recovery_skips_the_orphan_scan_when_counts_agree(settings: Settings, tm
 def test_cli_reports_progress_and_a_second_run_adds_only_what_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core import ingest
+    from core.cli import ingest
 
     monkeypatch.setenv("CQA_EMBEDDING__MODE", "fake")
     monkeypatch.setenv("CQA_STORE__MODE", "memory")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import StoreLockedError
-from core.locking import WriterLock
+from core.library.locking import WriterLock
 
 
 def test_a_second_thread_waits_and_then_writes(tmp_path: Path) -> None:

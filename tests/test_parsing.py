@@ -13,7 +13,7 @@ from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 
 from core.errors import IngestError, IngestProblem
-from core.parsing import SUPPORTED_SUFFIXES, parse_file, safe_file_name
+from core.library.parsing import SUPPORTED_SUFFIXES, parse_file, safe_file_name
 from core.schema import Block, ParsedDocument
 from core.settings import IngestSettings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.pii import find_identifiers, nhs_number_valid, redact
+from core.safety.pii import find_identifiers, nhs_number_valid, redact
 
 
 def _kinds(text: str) -> list[str]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from core.answering.pipeline import AnswerService, Turn, standalone_question, strip_escalation
+from core.answering.prompts import NOT_IN_GUIDELINES
 from core.answers import Escalation
 from core.errors import LLMUnavailableError
 from core.llm import ChatMessage, FakeLLM, GenerationParams
-from core.pipeline import AnswerService, Turn, standalone_question, strip_escalation
-from core.prompts import NOT_IN_GUIDELINES
-from core.safety import SafetyDecision
+from core.safety.decision import SafetyDecision
 from core.services import Services
 from core.settings import AnswerSettings
 from tests.helpers import LOOSE, answer_service, cite_phrase, passage_number

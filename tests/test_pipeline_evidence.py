@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.embedding import HashingEmbedder
+from core.answering.evidence import EvidenceModel, EvidenceSelector, answer_gap
+from core.answering.pipeline import NO_ANSWER_SENTENCE_MESSAGE, SUMMARY_NOT_SHOWN, AnswerService, AskOptions
 from core.errors import LLMUnavailableError
-from core.evidence import EvidenceModel, EvidenceSelector, answer_gap
+from core.library.embedding import HashingEmbedder
 from core.llm import ChatMessage, FakeLLM, GenerationParams
-from core.pipeline import NO_ANSWER_SENTENCE_MESSAGE, SUMMARY_NOT_SHOWN, AnswerService, AskOptions
 from core.services import Services
 from core.settings import AnswerSettings
 from tests.conftest import GUIDELINE
@@ -103,7 +103,7 @@ def test_the_sentence_cache_is_warmed_for_every_active_passage(fake_services: Se
 
 def test_a_decision_already_shown_is_not_screened_again(fake_services: Services) -> None:
     from core.answers import Escalation
-    from core.safety import SafetyDecision
+    from core.safety.decision import SafetyDecision
 
     calls: list[str] = []
 

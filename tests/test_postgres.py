@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from core.audit import AuditLog
-from core.prompt_store import PromptStore
-from core.prompts import BUILTIN_SYSTEM_PROMPT, BUILTIN_USER_TEMPLATE
+from core.answering.prompt_store import PromptStore
+from core.answering.prompts import BUILTIN_SYSTEM_PROMPT, BUILTIN_USER_TEMPLATE
+from core.governance.audit import AuditLog
 from tests.helpers import make_answer
 
 pytestmark = pytest.mark.integration

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from core.answering.pipeline import PII_WARNING
+from core.answering.presentation import answer_html, highlight, history, split_warnings, usage_caption
 from core.answers import AdapterRef, Answer, SentenceCheck, TokenUsage
-from core.pipeline import PII_WARNING
-from core.presentation import answer_html, highlight, history, split_warnings, usage_caption
 
 
 def test_unsupported_sentence_is_marked_with_its_reason_and_markers_become_superscripts() -> None:

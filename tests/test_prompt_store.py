@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from core.prompt_store import (
+from core.answering.prompt_store import (
     MAX_SYSTEM_CHARS,
     PromptStore,
     PromptStoreError,
     PromptValidationError,
     prompt_store_for,
 )
-from core.prompts import BUILTIN_PROMPT
+from core.answering.prompts import BUILTIN_PROMPT
 from core.schema import RetrievedPassage
 from core.settings import Settings
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.answering.relevance import topic_terms, unaddressed_terms
 from core.llm import FakeLLM
-from core.relevance import topic_terms, unaddressed_terms
 from core.services import Services
 from tests.helpers import answer_service, cite_phrase
 

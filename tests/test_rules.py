@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.rule_text import stem
-from core.rules import BUNDLED_RULES_DIR, RuleError, RuleSet, editable_rules_dir, rules_dir
+from core.safety.rule_text import stem
+from core.safety.rules import BUNDLED_RULES_DIR, RuleError, RuleSet, editable_rules_dir, rules_dir
 from core.settings import Settings
 
 BROKEN_LEVEL = """rules:

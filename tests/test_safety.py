@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from core.citations import verify
+from core.answering.citations import verify
+from core.answering.pipeline import AnswerService
+from core.answering.prompts import BUILTIN_PROMPT, build_messages
 from core.llm import FakeLLM, GenerationParams
-from core.pipeline import AnswerService
-from core.prompts import BUILTIN_PROMPT, build_messages
-from core.rules import BUNDLED_RULES_DIR, RuleSet, SafetyCase, SafetyReport, load_cases, outcome
-from core.safety import SafetyDecision
+from core.safety.decision import SafetyDecision
+from core.safety.rules import BUNDLED_RULES_DIR, RuleSet, SafetyCase, SafetyReport, load_cases, outcome
 from core.schema import RetrievedPassage
 from core.services import Services
 from core.settings import AnswerSettings

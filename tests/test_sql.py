@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from core.errors import CQAError
-from core.sql import ensure_sqlite_folder, is_sqlite, open_engine
+from core.governance.sql import ensure_sqlite_folder, is_sqlite, open_engine
 
 
 class StoreError(CQAError):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from core.embedding import HashingEmbedder
+from core.library.embedding import HashingEmbedder
+from core.library.store import ChunkFilter, MilvusChunkStore, StoredChunk
 from core.services import build_services
 from core.settings import Settings
-from core.store import ChunkFilter, MilvusChunkStore, StoredChunk
 from tests.helpers import free_port, milvus_server
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,8 @@ def test_supersede_and_delete_are_honoured_without_an_id_list(tmp_path: Path, mo
 
 
 def test_migration_copies_a_lite_library_into_a_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core import migrate_store, store
+    from core.cli import migrate_store
+    from core.library import store
 
     monkeypatch.setattr(store, "_PAGE_ROWS", 7)  # the server is read page by page: several pages here
     embedder = HashingEmbedder()

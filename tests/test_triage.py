@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core.embedding import HashingEmbedder
-from core.emergency_classifier import (
+from core.errors import CQAError
+from core.library.embedding import HashingEmbedder
+from core.safety.emergency_classifier import (
     EmergencyClassifier,
     EmergencyScreen,
     TrainingExample,
@@ -21,11 +22,10 @@ from core.emergency_classifier import (
     split_sentences,
     train,
 )
-from core.errors import CQAError
-from core.rules import BUNDLED_RULES_DIR, RuleSet
+from core.safety.rules import BUNDLED_RULES_DIR, RuleSet
+from core.safety.triage import SCREEN_CONFIG, LayeredScreen, ScreenConfig, build_screen
+from core.safety.vitals import VitalThresholds
 from core.settings import Settings
-from core.triage import SCREEN_CONFIG, LayeredScreen, ScreenConfig, build_screen
-from core.vitals import VitalThresholds
 
 POSITIVES = [
     "my grandad has gone a funny grey colour with a rattling noise, slumped",
@@ -151,7 +151,7 @@ def test_shipped_classifier_covers_the_categories_and_reports_its_training() -> 
 
 
 def test_screen_stamp_changes_when_the_classifier_is_retrained(tmp_path: Path) -> None:
-    from core.triage import screen_stamp
+    from core.safety.triage import screen_stamp
 
     settings = Settings(data_dir=tmp_path)
     before = screen_stamp(settings)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.cli.users import main
 from core.errors import CQAError
-from core.users import DEMO_USERS, UserStore, main
+from core.governance.users import DEMO_USERS, UserStore
 
 
 def test_add_verify_and_roles(tmp_path: Path) -> None:

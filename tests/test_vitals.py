@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.vitals import (
+from core.safety.vitals import (
     DEFAULT_VITALS_PATH,
     VitalFinding,
     VitalsConfigError,

@@ -26,11 +26,11 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from core.citations import split_sentences, support_score, verify
+from core.answering.citations import split_sentences, support_score, verify
+from core.answering.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, PromptTemplate, build_messages
 from core.errors import CQAError
-from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, PromptTemplate, build_messages
+from core.library.store import StoredChunk
 from core.schema import RetrievedPassage
-from core.store import StoredChunk
 
 Kind = Literal["answer", "refuse", "escalate", "clarify"]
 Split = Literal["train", "validation"]
@@ -147,7 +147,7 @@ class Dataset(BaseModel):
         out: dict[str, Path] = {}
         for which in ("train", "validation"):
             path = folder / f"{which}.jsonl"
-            path.write_text("".join(e.model_dump_json() + "\n" for e in self.split(which)), encoding="utf-8")  # type: ignore[arg-type]
+            path.write_text("".join(e.model_dump_json() + "\n" for e in self.split(which)), encoding="utf-8")
             out[which] = path
         out["report"] = folder / "report.json"
         out["report"].write_text(self.report.model_dump_json(indent=2), encoding="utf-8")
@@ -323,7 +323,7 @@ class _Builder:
 
 
 def _is_drug(word: str) -> bool:
-    from core.citations import _DRUG_SUFFIX, _DRUGS
+    from core.answering.citations import _DRUG_SUFFIX, _DRUGS
 
     w = word.lower()
     return w in _DRUGS or bool(_DRUG_SUFFIX.search(w))
@@ -436,7 +436,7 @@ def _held_out_rules(rule_ids: list[str], seed: int, fraction: float) -> set[str]
 def red_flags_from_rules(rules: object) -> tuple[list[RedFlag], list[Clarification]]:
     """Red-flag and clarification messages from the rule set's own examples, with the messages the
     rules show for them (so targets always match what the app shows)."""
-    from core.rules import RuleSet
+    from core.safety.rules import RuleSet
 
     assert isinstance(rules, RuleSet)
     flags: list[RedFlag] = []

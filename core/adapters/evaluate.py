@@ -38,10 +38,10 @@ from pydantic import BaseModel
 
 from core.adapters.dataset import TrainingExample, load_examples
 from core.adapters.progress import TrainProgress
-from core.citations import verify
+from core.answering.citations import verify
+from core.answering.pipeline import declines, format_ok, strip_escalation
 from core.errors import CQAError
 from core.llm import AdapterChoice, ChatMessage, GenerationParams, LLMBackend, default_params
-from core.pipeline import declines, format_ok, strip_escalation
 
 _PASSAGE = re.compile(r'^\[(\d+)\] (.*?) — (.*?)\n"""\n(.*?)\n"""', re.MULTILINE | re.DOTALL)
 
@@ -167,10 +167,10 @@ def evaluate_on_cases(
     evaluation set (`core.eval` cases), retrieval shared by both sides (`core.compare_batch`)."""
     import math
 
-    from core.eval import load_cases
+    from core.answering.prompt_store import prompt_store_for
+    from core.evaluation.cases import load_cases
     from core.evaluation.compare import BASE_MODEL, CompareConfig, build_side, config_service
     from core.evaluation.compare_batch import cases_frame, run_batch, summary_frame
-    from core.prompt_store import prompt_store_for
     from core.services import build_services
 
     cases = load_cases(cases_path)[:limit]
@@ -241,7 +241,6 @@ def evaluate_into_card(
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = argparse.ArgumentParser(prog="python -m core.adapters.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("adapter", help="Adapter name (adapter folders) or .gguf path.")
     parser.add_argument("--limit", type=int, help="Only the first N examples / cases.")

@@ -309,7 +309,7 @@ def load_dataset_dir(folder: Path) -> Dataset:
 def build_dataset_from(svc: Any, seed: int = 0) -> Dataset:
     """The dataset from the active documents of an open library (`core.services.Services`)."""
     from core.adapters.dataset import build_dataset, red_flags_from_rules
-    from core.rules import load_rules
+    from core.safety.rules import load_rules
 
     chunks = [c for d in svc.library.documents() if d.status == "active" for c in svc.library.chunks(d.doc_id)]
     flags, clarifications = red_flags_from_rules(load_rules(svc.settings))
@@ -348,9 +348,6 @@ class StatusFile:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     parser = argparse.ArgumentParser(prog="python -m core.adapters.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", required=True)
     parser.add_argument("--description", default="")

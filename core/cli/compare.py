@@ -11,11 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.answering.prompt_store import prompt_store_for
 from core.errors import CQAError
-from core.eval import EvalCase, load_cases
+from core.evaluation.cases import EvalCase, load_cases
 from core.evaluation.compare import CompareConfig, Side, config_options, config_service, side_label
 from core.evaluation.compare_batch import BatchCase, BatchRun, format_summary, run_batch, summary_frame, write_results
-from core.prompt_store import prompt_store_for
 from core.services import Services, build_services
 from core.settings import Settings
 

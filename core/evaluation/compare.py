@@ -24,18 +24,18 @@ from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Ta
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.adapters.registry import AdapterRegistry, default_adapter, resolve_adapter
+from core.answering.pipeline import AnswerService, AskOptions
+from core.answering.prompt_store import PromptStore, PromptStoreError
+from core.answering.prompts import PromptTemplate
+from core.answering.retrieval import Retriever
 from core.answers import Answer
-from core.audit import utc_now
 from core.errors import CQAError
+from core.governance.audit import utc_now
+from core.governance.sql import ensure_sqlite_folder, open_engine
 from core.llm import LLMBackend, build_llm
-from core.pipeline import AnswerService, AskOptions
-from core.prompt_store import PromptStore, PromptStoreError
-from core.prompts import PromptTemplate
-from core.retrieval import Retriever
 from core.schema import RetrievedPassage
 from core.services import Services, build_answer_service
 from core.settings import LLMSettings, Settings
-from core.sql import ensure_sqlite_folder, open_engine
 
 Preferred = Literal["A", "B", "tie"]
 BackendName = Literal["embedded", "ollama"]

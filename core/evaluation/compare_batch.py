@@ -16,10 +16,10 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from core.answering.pipeline import _ref
 from core.answers import Answer, RetrievedRef
-from core.eval import EvalCase, case_result, retrieval_hit, summarise
+from core.evaluation.cases import EvalCase, case_result, retrieval_hit, summarise
 from core.evaluation.compare import Side, compare_sides
-from core.pipeline import _ref
 from core.settings import REPO_ROOT
 
 SideName = Literal["a", "b"]

@@ -6,30 +6,24 @@ guarded by one lock held for a whole generation: a `Llama` is not thread-safe.
 
 from __future__ import annotations
 
-import os
+import ctypes
+import importlib.util
+import logging
+import platform
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
 
-# Must precede the llama_cpp import: with torch in the same process, busy-waiting OpenMP threads
-# made answers ~25x slower (see STACK.md).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import llama_cpp
+import llama_cpp.llama_cpp as llama_c
+from llama_cpp import llama_chat_format
+from llama_cpp.llama_grammar import LlamaGrammar
 
-import ctypes  # noqa: E402
-import importlib.util  # noqa: E402
-import logging  # noqa: E402
-import platform  # noqa: E402
-import threading  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from contextlib import contextmanager, nullcontext  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, cast  # noqa: E402
-
-import llama_cpp  # noqa: E402
-import llama_cpp.llama_cpp as llama_c  # noqa: E402
-from llama_cpp import llama_chat_format  # noqa: E402
-from llama_cpp.llama_grammar import LlamaGrammar  # noqa: E402
-
-from core.errors import CQAError, LLMUnavailableError  # noqa: E402
-from core.llm.base import (  # noqa: E402
+from core.errors import CQAError, LLMUnavailableError
+from core.llm.base import (
     AdapterChoice,
     ChatMessage,
     GenerationParams,
@@ -38,7 +32,7 @@ from core.llm.base import (  # noqa: E402
     ModelInfo,
     Usage,
 )
-from core.settings import LLMSettings  # noqa: E402
+from core.settings import LLMSettings
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import html
 
+from core.answering.citations import strip_markers
+from core.answering.pipeline import PII_WARNING, Turn
 from core.answers import Answer, SentenceCheck
-from core.citations import strip_markers
-from core.pipeline import PII_WARNING, Turn
 
 
 def answer_html(answer: Answer) -> str:

@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from core.answering.relevance import topic_terms
 from core.answers import Quote
-from core.embedding import Embedder
 from core.errors import CQAError
-from core.relevance import topic_terms
+from core.library.embedding import Embedder
+from core.library.store import index_text
 from core.schema import RetrievedPassage
 from core.settings import REPO_ROOT
-from core.store import index_text
 
 EVIDENCE_MODEL = REPO_ROOT / "data" / "answering" / "evidence_model.json"
 

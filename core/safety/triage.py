@@ -21,13 +21,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.answers import Escalation
-from core.embedding import Embedder
-from core.emergency_classifier import CLASSIFIER_FILE, EmergencyClassifier, EmergencyScreen
 from core.errors import CQAError
-from core.rules import RuleSet, rules_dir
-from core.safety import SafetyDecision
+from core.library.embedding import Embedder
+from core.safety.decision import SafetyDecision
+from core.safety.emergency_classifier import CLASSIFIER_FILE, EmergencyClassifier, EmergencyScreen
+from core.safety.rules import RuleSet, rules_dir
+from core.safety.vitals import DEFAULT_VITALS_PATH, VitalThresholds, read_vitals
 from core.settings import REPO_ROOT, Settings
-from core.vitals import DEFAULT_VITALS_PATH, VitalThresholds, read_vitals
 
 SCREEN_CONFIG = REPO_ROOT / "data" / "triage" / "screen.yaml"
 _PLACEHOLDERS = {"why", "emergency_number"}

@@ -40,9 +40,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.answers import Answer
 from core.errors import CQAError
-from core.pii import redact
+from core.governance.sql import ensure_sqlite_folder, is_sqlite, open_engine
+from core.safety.pii import redact
 from core.settings import Settings
-from core.sql import ensure_sqlite_folder, is_sqlite, open_engine
 
 FeedbackReason = Literal[
     "incorrect", "unsupported_citation", "should_have_refused", "should_not_have_refused", "missed_escalation", "other"

@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
+from core.answering.citations import SUPPORT_THRESHOLD, cited_numbers, has_marker, verify
+from core.answering.evidence import EvidenceSelector, answer_gap
+from core.answering.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, RETRY_REMINDER, PromptTemplate, build_messages
+from core.answering.relevance import unaddressed_terms
+from core.answering.retrieval import Retriever
 from core.answers import (
     AdapterRef,
     Answer,
@@ -29,14 +34,9 @@ from core.answers import (
     SentenceCheck,
     TokenUsage,
 )
-from core.citations import SUPPORT_THRESHOLD, cited_numbers, has_marker, verify
 from core.errors import CQAError, LLMUnavailableError
-from core.evidence import EvidenceSelector, answer_gap
 from core.llm import AdapterChoice, ChatMessage, GenerationParams, LLMBackend
-from core.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, RETRY_REMINDER, PromptTemplate, build_messages
-from core.relevance import unaddressed_terms
-from core.retrieval import Retriever
-from core.safety import NoSafetyRules, SafetyDecision, SafetyRules
+from core.safety.decision import NoSafetyRules, SafetyDecision, SafetyRules
 from core.schema import RetrievedPassage
 from core.settings import AnswerSettings
 
@@ -329,7 +329,7 @@ class AnswerService:
 
 
 def _escalate(answer: Answer, decision: object) -> Answer:
-    from core.safety import SafetyDecision
+    from core.safety.decision import SafetyDecision
 
     assert isinstance(decision, SafetyDecision) and decision.escalation is not None
     text = decision.escalation.message + ("\n\n" + answer.text if answer.status == "answered" else "")

@@ -36,8 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from core.answers import Escalation, Refusal
 from core.errors import CQAError
-from core.pii import find_identifiers
-from core.rule_text import (
+from core.safety.decision import RuleMatch, SafetyDecision, SafetyRules
+from core.safety.pii import find_identifiers
+from core.safety.rule_text import (
     Sentence,
     SpellingFixer,
     basic_normalise,
@@ -46,7 +47,6 @@ from core.rule_text import (
     stem,
     words_of,
 )
-from core.safety import RuleMatch, SafetyDecision, SafetyRules
 from core.settings import REPO_ROOT, Settings
 
 BUNDLED_RULES_DIR = REPO_ROOT / "data" / "rules"

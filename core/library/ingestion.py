@@ -20,15 +20,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.catalog import Catalog, GuidelineRecord, utc_now
-from core.chunking import chunk_document
-from core.embedding import Embedder
 from core.errors import CQAError, IngestError
-from core.locking import WriterLock
-from core.parsing import parse_file, safe_file_name
+from core.library.catalog import Catalog, GuidelineRecord, utc_now
+from core.library.chunking import chunk_document
+from core.library.embedding import Embedder
+from core.library.locking import WriterLock
+from core.library.parsing import parse_file, safe_file_name
+from core.library.store import ChunkStore, StoredChunk, index_text, to_stored
 from core.schema import Chunk, DocumentMeta
 from core.settings import IngestSettings
-from core.store import ChunkStore, StoredChunk, index_text, to_stored
 
 Progress = Callable[[float, str], None]
 OutcomeStatus = Literal["ingested", "duplicate", "failed"]

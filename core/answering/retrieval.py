@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.catalog import Catalog
-from core.embedding import Embedder, cosine
+from core.library.catalog import Catalog
+from core.library.embedding import Embedder, cosine
+from core.library.store import ChunkStore, SearchHit, index_text
 from core.schema import RetrievedPassage
 from core.settings import RetrievalSettings
-from core.store import ChunkStore, SearchHit, index_text
 
 if TYPE_CHECKING:
-    from core.evidence import EvidenceSelector
+    from core.answering.evidence import EvidenceSelector
 
 
 class Retriever:

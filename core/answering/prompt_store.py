@@ -33,12 +33,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.answering.prompts import BUILTIN_PROMPT, REQUIRED_PLACEHOLDERS, PromptTemplate, build_messages
 from core.errors import CQAError
+from core.governance.sql import ensure_sqlite_folder, open_engine
 from core.llm import ChatMessage
-from core.prompts import BUILTIN_PROMPT, REQUIRED_PLACEHOLDERS, PromptTemplate, build_messages
 from core.schema import RetrievedPassage
 from core.settings import Settings
-from core.sql import ensure_sqlite_folder, open_engine
 
 MAX_SYSTEM_CHARS = 4000
 MAX_USER_CHARS = 2000

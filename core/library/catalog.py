@@ -19,8 +19,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from core.errors import StoreLockedError
+from core.library.store import ChunkFilter
 from core.schema import DocumentMeta, FileFormat
-from core.store import ChunkFilter
 
 DocumentStatus = Literal["ingesting", "active", "superseded"]
 

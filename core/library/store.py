@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from core.embedding import cosine
 from core.errors import StoreLockedError, StoreUnavailableError
+from core.library.embedding import cosine
 from core.schema import Chunk
 
 _TERM = re.compile(r"[a-z0-9]+")

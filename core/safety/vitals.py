@@ -27,8 +27,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from core.errors import CQAError
+from core.settings import REPO_ROOT
 
-DEFAULT_VITALS_PATH = Path(__file__).resolve().parent.parent / "data" / "triage" / "vitals.yaml"
+DEFAULT_VITALS_PATH = REPO_ROOT / "data" / "triage" / "vitals.yaml"
 
 Level = Literal["emergent", "urgent"]
 Measure = Literal[

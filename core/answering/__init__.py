@@ -1,0 +1,1 @@
+"""Answering a question: retrieval and evidence, prompts and their store, the pipeline, the citation check, presentation."""

@@ -1,0 +1,1 @@
+"""What is recorded about use: the audit log and its analytics, users, SQL stores."""

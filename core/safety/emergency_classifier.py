@@ -1,0 +1,356 @@
+"""The learned layer of the emergency screen: MiniLM sentence embeddings + logistic regression.
+
+Phrase rules catch the wordings someone wrote down; people describe emergencies in endless other
+ways. This head is trained on a labelled corpus the team wrote (`data/triage/corpus/*.jsonl`: 88
+emergency categories in patient, carer and clinician voice, short and long, with typos, plus hard
+negatives: the same symptoms negated, historical, resolved, mild or asked about in general) and on
+the rules' own YAML examples. A message is scored whole and sentence by sentence, so a red flag in
+sentence four of a long message is not diluted by the rest.
+
+`python -m core.emergency_classifier` retrains it (well under a minute on 2 cores) and writes
+`data/triage/classifier.json` with its training report; the rules page has a button for the same.
+Held-out test sets (`tests/data/blind/`) are never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from core.answering.evidence import LinearScorer
+from core.errors import CQAError
+from core.library.embedding import Embedder
+from core.settings import REPO_ROOT
+
+TRIAGE_DIR = REPO_ROOT / "data" / "triage"
+CORPUS_DIR = TRIAGE_DIR / "corpus"
+CLASSIFIER_FILE = TRIAGE_DIR / "classifier.json"
+# Long messages are also scored sentence by sentence; these end a sentence.
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_MIN_SENTENCE_WORDS = 3
+TARGET_RECALL = 0.97
+
+
+class TrainingExample(BaseModel):
+    text: str
+    label: int = Field(ge=0, le=1, description="1 = an emergency happening now.")
+    category: str = "rules"
+    source: str = ""
+
+
+class MLPHead(BaseModel):
+    """One hidden ReLU layer over standardised features: it can weigh "chest pain" differently when a
+    negation or history cue is present, which a linear head over an embedding cannot."""
+
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    w1: list[list[float]] = Field(description="features × hidden")
+    b1: list[float]
+    w2: list[float]
+    b2: float
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        z = (rows - np.asarray(self.mean)) / np.asarray(self.scale)
+        hidden = np.maximum(z @ np.asarray(self.w1) + np.asarray(self.b1), 0.0)
+        return np.asarray(1.0 / (1.0 + np.exp(-(hidden @ np.asarray(self.w2) + self.b2))))
+
+
+def fit_mlp(rows: np.ndarray, labels: np.ndarray, names: tuple[str, ...], hidden: int = 64, epochs: int = 30,
+            weight_decay: float = 1e-2, seed: int = 0) -> MLPHead:
+    """Train the head with torch (CPU, seconds for a few thousand rows); export plain weights."""
+    import torch
+
+    mean = rows.mean(axis=0)
+    scale = rows.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    x = torch.tensor((rows - mean) / scale, dtype=torch.float32)
+    y = torch.tensor(labels, dtype=torch.float32)
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(rows.shape[1], hidden), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                              torch.nn.Linear(hidden, 1))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for i in range(0, len(x), 64):
+            batch = order[i : i + 64]
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x[batch]).squeeze(1), y[batch])
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+    first, last = net[0], net[3]
+    assert isinstance(first, torch.nn.Linear) and isinstance(last, torch.nn.Linear)
+
+    def rounded(t: torch.Tensor) -> list[float]:
+        return [round(float(v), 6) for v in t.detach().flatten()]
+
+    return MLPHead(
+        features=list(names), mean=[round(float(v), 6) for v in mean], scale=[round(float(v), 6) for v in scale],
+        w1=[rounded(col) for col in first.weight.detach().T], b1=rounded(first.bias), w2=rounded(last.weight.detach()[0]),
+        b2=round(float(last.bias.detach()[0]), 6),
+    )
+
+
+class EmergencyClassifier(BaseModel):
+    """The shipped head: weights, the decision threshold, category centroids for the explanation."""
+
+    version: str
+    embedder: str
+    head: MLPHead | LinearScorer
+    threshold: float = Field(description="Probability at or above which the message escalates.")
+    sentence_threshold: float = Field(description="The same for a single sentence of a longer message.")
+    declined_threshold: float = Field(
+        default=0.9, description="The bar when the rules refuse the message, ask to clarify or see an injection "
+        "('Tell me a joke about doctors'): an emergency wrapped in such a request must still be caught, but the "
+        "classifier alone has to be surer.")
+    categories: dict[str, list[float]] = Field(
+        default_factory=dict, description="Mean embedding of each emergency category (names the nearest one)."
+    )
+    report: dict[str, object] = Field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path = CLASSIFIER_FILE) -> EmergencyClassifier:
+        try:
+            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise CQAError(f"The emergency classifier {str(path)!r} cannot be read ({exc}); retrain it: "
+                           "python -m core.emergency_classifier") from exc
+
+
+class Verdict(BaseModel):
+    """The classifier's view of one message."""
+
+    probability: float
+    escalate: bool
+    trigger: str = Field(description="The message or sentence that scored highest.")
+    category: str = Field(default="", description="Nearest emergency category of the training corpus.")
+
+
+def split_sentences(message: str) -> list[str]:
+    parts = [p.strip() for p in _SENTENCE.split(message) if p and p.strip()]
+    return [p for p in parts if len(p.split()) >= _MIN_SENTENCE_WORDS]
+
+
+CueFn = Callable[[str], list[float]]
+
+
+def features(embedder: Embedder, texts: list[str], cues: CueFn) -> np.ndarray:
+    """MiniLM embedding of each text, then the rules' cue features (negation, history, ...)."""
+    vectors = np.asarray(embedder.embed(texts), dtype=np.float64).reshape(len(texts), -1)
+    return np.hstack([vectors, np.asarray([cues(t) for t in texts], dtype=np.float64).reshape(len(texts), -1)])
+
+
+class EmergencyScreen:
+    """Scores messages with the shipped head; thread-safe (read-only after construction)."""
+
+    def __init__(self, embedder: Embedder, model: EmergencyClassifier, cues: CueFn) -> None:
+        self._embedder = embedder
+        self._cues = cues
+        self.model = model
+        self._names = list(model.categories)
+        self._centroids = np.asarray([model.categories[n] for n in self._names]) if self._names else None
+
+    def verdict(self, message: str, declined: bool = False) -> Verdict:
+        sentences = split_sentences(message)
+        texts = [message] + (sentences if len(sentences) > 1 else [])
+        rows = features(self._embedder, texts, self._cues)
+        vectors = rows[:, : self._embedder.dim]
+        probs = self.model.head.score(rows)
+        whole = float(probs[0])
+        best = int(np.argmax(probs[1:])) + 1 if len(texts) > 1 else 0
+        part = float(probs[best]) if best else 0.0
+        bar = max(self.model.declined_threshold, self.model.threshold) if declined else self.model.threshold
+        sentence_bar = max(bar, self.model.sentence_threshold)
+        escalate = whole >= bar or (best > 0 and part >= sentence_bar)
+        pick = best if best and part >= whole else 0
+        category = ""
+        if self._centroids is not None:
+            category = self._names[int(np.argmax(self._centroids @ vectors[pick]))]
+        return Verdict(probability=round(max(whole, part), 4), escalate=escalate, trigger=texts[pick].strip(),
+                       category=category)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
+
+def corpus_examples(folder: Path = CORPUS_DIR) -> list[TrainingExample]:
+    out = []
+    for path in sorted(folder.glob("*.jsonl")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                out.append(TrainingExample(text=row["text"], label=int(row["label"]), category=row.get("category", ""),
+                                           source=f"{path.name}:{number}"))
+            except (ValueError, KeyError) as exc:
+                raise CQAError(f"{path.name} line {number}: {exc}") from exc
+    return out
+
+
+def rule_examples(rules_dir: Path) -> list[TrainingExample]:
+    """The YAML rules' own examples: an escalation rule's `match` are emergencies; every `no_match`,
+    and the examples of refusal/clarification rules, are not."""
+    from core.safety.rules import RuleSet
+
+    out = []
+    for rule in RuleSet.load(rules_dir).rules:
+        for text in rule.examples.match:
+            out.append(TrainingExample(text=text, label=int(rule.kind == "escalate"), category=rule.id,
+                                       source=f"rule {rule.id}"))
+        for text in rule.examples.no_match:
+            out.append(TrainingExample(text=text, label=0, category=rule.id, source=f"rule {rule.id}"))
+    return out
+
+
+def _threshold_for_recall(probs: np.ndarray, labels: np.ndarray, recall: float) -> float:
+    positives = np.sort(probs[labels == 1])
+    if not len(positives):
+        return 0.5
+    k = int(np.floor((1.0 - recall) * len(positives)))
+    return float(positives[k]) - 1e-6
+
+
+OtherLayers = Callable[[str], tuple[bool, bool, bool]]
+
+
+def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_names: tuple[str, ...],
+          folds: int = 5, recall: float = TARGET_RECALL,
+          other_layers: OtherLayers | None = None) -> EmergencyClassifier:
+    """Fit the head; choose the threshold from cross-validated probabilities (each example scored by a
+    model that did not see it) so that the whole screen escalates `recall` of the training emergencies.
+
+    `other_layers(text)` gives (escalated by the rules or vital signs, reads as a guideline question, the rules
+    refuse it / ask to clarify / see an injection): the
+    classifier only has to catch what the other layers miss, and never speaks on a guideline question,
+    so the threshold is chosen for the screen as it runs, not for the classifier alone."""
+    started = time.perf_counter()
+    texts = [e.text for e in examples]
+    labels = np.asarray([e.label for e in examples], dtype=np.float64)
+    rows = features(embedder, texts, cues)
+    vectors = rows[:, : embedder.dim]
+    embed_s = time.perf_counter() - started
+    names = (*(f"e{i}" for i in range(embedder.dim)), *cue_names)
+    order = np.random.default_rng(11).permutation(len(examples)) % folds
+    cv = np.zeros(len(examples))
+    for k in range(folds):
+        fold_head = fit_mlp(rows[order != k], labels[order != k], names)
+        cv[order == k] = fold_head.score(rows[order == k])
+    layers = [other_layers(t) if other_layers else (False, False, False) for t in texts]
+    caught = np.asarray([esc for esc, _, _ in layers])
+    muted = np.asarray([question and not esc for esc, question, _ in layers])
+    declined = np.asarray([dec and not esc for esc, _, dec in layers])
+    # Emergencies left to the classifier: not caught by the other layers and not read as a question.
+    needed = int(np.ceil(recall * labels.sum())) - int((caught & (labels == 1)).sum())
+    open_probs = np.sort(cv[(labels == 1) & ~caught & ~muted])[::-1]
+    if needed <= 0 or not len(open_probs):
+        threshold = 0.99
+    else:
+        threshold = float(open_probs[min(needed, len(open_probs)) - 1]) - 1e-6
+    # Declined messages: the bar that keeps `recall` of the emergencies among them (enough of them, else 0.9).
+    declined_pos = np.sort(cv[declined & (labels == 1)])
+    declined_threshold = 0.9
+    if len(declined_pos) >= 20:
+        declined_threshold = max(threshold, float(declined_pos[int(np.floor((1.0 - recall) * len(declined_pos)))]) - 1e-6)
+    head = fit_mlp(rows, labels, names)
+    cats: dict[str, list[np.ndarray]] = {}
+    for e, v in zip(examples, vectors, strict=True):
+        if e.label == 1 and e.source.endswith(tuple("0123456789")) and not e.source.startswith("rule"):
+            cats.setdefault(e.category, []).append(v)
+    centroids = {}
+    for name, vs in sorted(cats.items()):
+        c = np.mean(vs, axis=0)
+        centroids[name] = [round(float(x), 5) for x in c / (np.linalg.norm(c) or 1.0)]
+    predicted = caught | ((cv >= np.where(declined, declined_threshold, threshold)) & ~muted)
+    per_category: dict[str, dict[str, float]] = {}
+    for cat in sorted({e.category for e in examples}):
+        idx = [i for i, e in enumerate(examples) if e.category == cat]
+        pos = [i for i in idx if labels[i] == 1]
+        neg = [i for i in idx if labels[i] == 0]
+        per_category[cat] = {
+            "emergencies": len(pos), "recall": round(float(np.mean(predicted[pos])), 3) if pos else float("nan"),
+            "non_urgent": len(neg), "over_escalation": round(float(np.mean(predicted[neg])), 3) if neg else float("nan"),
+        }
+    report: dict[str, object] = {
+        "examples": len(examples), "emergencies": int(labels.sum()), "non_urgent": int(len(labels) - labels.sum()),
+        "categories": len(centroids), "sources": dict(Counter(e.source.split(":")[0].split(" ")[0] for e in examples)),
+        "head": "MLP, 64 hidden units (torch, AdamW, weight decay 0.01, 30 epochs)", "folds": folds, "target_recall": recall,
+        "other_layers": {"escalated": int(caught.sum()), "emergencies_caught": int((caught & (labels == 1)).sum()),
+                         "guideline_questions_muted": int(muted.sum()), "declined_by_rules": int(declined.sum()),
+                         "declined_emergencies": int((declined & (labels == 1)).sum())},
+        "cross_validated_screen": {
+            "recall": round(float(np.mean(predicted[labels == 1])), 4),
+            "over_escalation": round(float(np.mean(predicted[labels == 0])), 4),
+        },
+        "per_category": per_category,
+        "embed_s": round(embed_s, 1), "train_s": round(time.perf_counter() - started, 1),
+    }
+    # A single sentence carries less context than the message: demand a little more of it.
+    sentence_threshold = min(0.99, threshold + (1.0 - threshold) * 0.25)
+    return EmergencyClassifier(
+        version=time.strftime("%Y%m%d-%H%M%S"), embedder=getattr(embedder, "name", "unknown"), head=head,
+        threshold=round(threshold, 4), sentence_threshold=round(sentence_threshold, 4),
+        declined_threshold=round(declined_threshold, 4), categories=centroids, report=report,
+    )
+
+
+def retrain(embedder: Embedder, rules_dir: Path, out: Path = CLASSIFIER_FILE, corpus: Path = CORPUS_DIR) -> EmergencyClassifier:
+    """Train from the corpus plus the rules' examples and write the head atomically."""
+    from core.safety.rules import RuleSet
+    from core.safety.vitals import VitalThresholds, read_vitals
+
+    examples = corpus_examples(corpus) + rule_examples(rules_dir)
+    if sum(e.label for e in examples) < 20 or sum(1 - e.label for e in examples) < 20:
+        raise CQAError("Too few training examples: at least 20 emergencies and 20 non-urgent messages are needed.")
+    rules = RuleSet.load(rules_dir)
+    vitals = VitalThresholds.load()
+
+    def other_layers(text: str) -> tuple[bool, bool, bool]:
+        report = read_vitals(text, vitals)
+        decision = rules.check(text)
+        escalated = decision.escalation is not None or (report.level is not None and not report.question_only)
+        declined = decision.refusal is not None or decision.clarify is not None or decision.injection
+        return escalated, rules.is_guideline_question(text), declined
+
+    model = train(embedder, examples, rules.cues, RuleSet.CUE_NAMES, other_layers=other_layers)
+    tmp = out.with_suffix(".tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(model.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.library.embedding import MiniLMEmbedder
+    from core.safety.rules import BUNDLED_RULES_DIR
+
+    parser = argparse.ArgumentParser(prog="python -m core.emergency_classifier",
+                                     description="Retrain the emergency classifier from the corpus and the rules' examples.")
+    parser.add_argument("--rules", type=Path, default=BUNDLED_RULES_DIR)
+    parser.add_argument("--out", type=Path, default=CLASSIFIER_FILE)
+    args = parser.parse_args(argv)
+    try:
+        model = retrain(MiniLMEmbedder(), args.rules, args.out)
+    except CQAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = {k: v for k, v in model.report.items() if k != "per_category"}
+    print(json.dumps(report, indent=2))
+    print(f"threshold {model.threshold} (sentence {model.sentence_threshold}); wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
