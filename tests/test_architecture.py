@@ -1,9 +1,14 @@
-"""The shape of `core/`: dependencies point one way (no import cycles, lazy imports included)."""
+"""The shape of `core/`: dependencies point one way (no import cycles, lazy imports included), any import
+order works, and core never imports streamlit."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -71,3 +76,42 @@ def test_test_modules_do_not_import_each_other() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
                 offenders.append(f"{path.name}: {node.module}")
     assert offenders == []
+
+
+IMPORT_ALL = """
+import random, sys, importlib
+names = sys.argv[2:]
+random.Random(int(sys.argv[1])).shuffle(names)
+for name in names:
+    importlib.import_module(name)
+assert "streamlit" not in sys.modules, "core imported streamlit"
+print(len(names))
+"""
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_core_module_imports_in_any_order_without_streamlit(seed: int) -> None:
+    """A fresh interpreter per order: a circular import would raise ImportError for some order."""
+    names = sorted(core_modules())
+    done = subprocess.run([sys.executable, "-c", IMPORT_ALL, str(seed), *names], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == str(len(names))
+
+
+def test_core_never_imports_streamlit() -> None:
+    """core/ is the service layer the pages call; the UI library stays in app.py and pages/."""
+    modules = core_modules()
+    offenders = [name for name, path in modules.items()
+                 if any(m == "streamlit" or m.startswith("streamlit.") for m in _all_imports(path))]
+    assert offenders == []
+
+
+def _all_imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
