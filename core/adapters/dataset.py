@@ -323,7 +323,7 @@ class _Builder:
 
 
 def _is_drug(word: str) -> bool:
-    from core.answering.citations import _DRUG_SUFFIX, _DRUGS
+    from core.answering.lexicon import _DRUG_SUFFIX, _DRUGS
 
     w = word.lower()
     return w in _DRUGS or bool(_DRUG_SUFFIX.search(w))
