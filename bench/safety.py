@@ -26,7 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from core.bootstrap import corpus_files  # noqa: E402
-from core.safety.rules import BUNDLED_RULES_DIR, SAFETY_CASES, RuleSet  # noqa: E402
+from core.safety.rule_schema import BUNDLED_RULES_DIR  # noqa: E402
+from core.safety.rules import RuleSet  # noqa: E402
+from core.safety.safety_set import SAFETY_CASES  # noqa: E402
 from core.safety.triage import build_screen  # noqa: E402
 from core.services import build_services  # noqa: E402
 from core.settings import Settings  # noqa: E402

@@ -18,7 +18,7 @@ from core.library.ingestion import GuidelineLibrary, RecoveryReport
 from core.library.locking import WriterLock
 from core.library.store import ChunkStore, InMemoryStore, MilvusChunkStore, StoredChunk, local_uri
 from core.llm import LLMBackend, build_llm, default_params
-from core.safety.rules import load_rules
+from core.safety.rule_files import load_rules
 from core.safety.triage import build_screen
 from core.schema import RetrievedPassage
 from core.settings import Settings

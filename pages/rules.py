@@ -10,7 +10,11 @@ import streamlit as st
 
 from core.errors import CQAError
 from core.safety.emergency_classifier import EmergencyClassifier, retrain
-from core.safety.rules import SAFETY_CASES, RuleError, RuleSet, load_cases, read_sources, rules_dir, save_rule_file
+from core.safety.rule_files import rules_dir, save_rule_file
+from core.safety.rule_loading import read_sources
+from core.safety.rule_schema import RuleError
+from core.safety.rules import RuleSet
+from core.safety.safety_set import SAFETY_CASES, load_cases
 from core.safety.triage import classifier_path
 from core.safety.vitals import DEFAULT_VITALS_PATH
 from pages.common import require_role, services

@@ -27,7 +27,9 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.safety.decision import SafetyRules  # noqa: E402
-from core.safety.rules import BUNDLED_RULES_DIR, RuleSet, load_cases, outcome  # noqa: E402
+from core.safety.rule_schema import BUNDLED_RULES_DIR  # noqa: E402
+from core.safety.rules import RuleSet  # noqa: E402
+from core.safety.safety_set import load_cases, outcome  # noqa: E402
 from core.settings import REPO_ROOT, Settings  # noqa: E402
 
 DEFAULT_CASES = REPO_ROOT / "tests" / "data" / "safety_cases.jsonl"

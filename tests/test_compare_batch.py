@@ -36,7 +36,8 @@ from core.library.embedding import HashingEmbedder
 from core.library.store import InMemoryStore
 from core.llm import FakeLLM
 from core.llm.ollama_backend import OllamaBackend
-from core.safety.rules import BUNDLED_RULES_DIR, RuleSet
+from core.safety.rule_schema import BUNDLED_RULES_DIR
+from core.safety.rules import RuleSet
 from core.services import Services, build_services
 from core.settings import LLMSettings, Settings
 from tests.conftest import CORPUS, GUIDELINE, REPO

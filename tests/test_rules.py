@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from core.safety.rule_files import editable_rules_dir, rules_dir
+from core.safety.rule_schema import BUNDLED_RULES_DIR, RuleError
 from core.safety.rule_text import stem
-from core.safety.rules import BUNDLED_RULES_DIR, RuleError, RuleSet, editable_rules_dir, rules_dir
+from core.safety.rules import RuleSet
 from core.settings import Settings
 
 BROKEN_LEVEL = """rules:

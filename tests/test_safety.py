@@ -14,7 +14,9 @@ from core.answering.pipeline import AnswerService
 from core.answering.prompts import BUILTIN_PROMPT, build_messages
 from core.llm import FakeLLM, GenerationParams
 from core.safety.decision import SafetyDecision
-from core.safety.rules import BUNDLED_RULES_DIR, RuleSet, SafetyCase, SafetyReport, load_cases, outcome
+from core.safety.rule_schema import BUNDLED_RULES_DIR
+from core.safety.rules import RuleSet
+from core.safety.safety_set import SafetyCase, SafetyReport, load_cases, outcome
 from core.schema import RetrievedPassage
 from core.services import Services
 from core.settings import AnswerSettings

@@ -22,7 +22,8 @@ from core.safety.emergency_classifier import (
     split_sentences,
     train,
 )
-from core.safety.rules import BUNDLED_RULES_DIR, RuleSet
+from core.safety.rule_schema import BUNDLED_RULES_DIR
+from core.safety.rules import RuleSet
 from core.safety.triage import SCREEN_CONFIG, LayeredScreen, ScreenConfig, build_screen
 from core.safety.vitals import VitalThresholds
 from core.settings import Settings

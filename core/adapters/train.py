@@ -309,7 +309,7 @@ def load_dataset_dir(folder: Path) -> Dataset:
 def build_dataset_from(svc: Any, seed: int = 0) -> Dataset:
     """The dataset from the active documents of an open library (`core.services.Services`)."""
     from core.adapters.dataset import build_dataset, red_flags_from_rules
-    from core.safety.rules import load_rules
+    from core.safety.rule_files import load_rules
 
     chunks = [c for d in svc.library.documents() if d.status == "active" for c in svc.library.chunks(d.doc_id)]
     flags, clarifications = red_flags_from_rules(load_rules(svc.settings))

@@ -334,7 +334,7 @@ def retrain(embedder: Embedder, rules_dir: Path, out: Path = CLASSIFIER_FILE, co
 
 def main(argv: list[str] | None = None) -> int:
     from core.library.embedding import MiniLMEmbedder
-    from core.safety.rules import BUNDLED_RULES_DIR
+    from core.safety.rule_schema import BUNDLED_RULES_DIR
 
     parser = argparse.ArgumentParser(prog="python -m core.emergency_classifier",
                                      description="Retrain the emergency classifier from the corpus and the rules' examples.")

@@ -8,36 +8,49 @@ docs/safety.md describes the format.
 A rule fires when one of its `match` clauses holds. A clause is a list of groups that must all be
 found in the message (co-occurrence, possibly in different sentences); a group is a phrase, a `re:`
 regex, an `@name` synonym set, or a list of those (any one). Phrases match on normalised text
-(`core.rule_text`: misspellings fixed, every word stemmed), so "ending my life" finds "end my life".
+(`core.safety.rule_text`: misspellings fixed, every word stemmed), so "ending my life" finds "end my life".
 Each hit is judged inside its own sentence: it does not count when negated ("no chest pain",
 "denies seizures") or historical ("stroke in 2015") without a current cue ("now", "again").
 Escalation hits also need their sentence to present someone ("my father has", "I am", "6 week old")
 or not to read as a knowledge question, so that "what are the ECG criteria for STEMI?" is answered.
 Every fired rule records its triggers: the matched words as the user wrote them.
+
+This module is the compiled `RuleSet`. The other jobs have their own modules: `rule_schema` (what a
+file may say), `rule_loading` (YAML with line numbers), `rule_matching` (phrases found per sentence),
+`safety_set` (scoring the screen on labelled messages), `rule_files` (where the files live, saving).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-import shutil
-import string
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.answers import Escalation, Refusal
-from core.errors import CQAError
 from core.safety.decision import RuleMatch, SafetyDecision, SafetyRules
 from core.safety.pii import find_identifiers
+from core.safety.rule_loading import _check_rule, _line_of, _parse, read_sources
+from core.safety.rule_matching import (
+    _CLAUSE_END,
+    _NEVER,
+    _SPACES,
+    _WORD,
+    _CompiledRule,
+    _constant,
+    _Context,
+    _counted,
+    _firing_clause,
+    _hits,
+    _Matcher,
+    _phrase_regex,
+    _SentenceContext,
+    _spans,
+    _stemmed_phrase_regex,
+)
+from core.safety.rule_schema import CONFIG_FILE, Rule, RuleError, RuleFile, RulesConfig
 from core.safety.rule_text import (
     Sentence,
     SpellingFixer,
@@ -47,321 +60,7 @@ from core.safety.rule_text import (
     stem,
     words_of,
 )
-from core.settings import REPO_ROOT, Settings
-
-BUNDLED_RULES_DIR = REPO_ROOT / "data" / "rules"
-CONFIG_FILE = "config.yaml"
-SAFETY_CASES = REPO_ROOT / "tests" / "data" / "safety_cases.jsonl"
-Expect = Literal["emergent", "urgent", "answer", "refuse", "clarify"]
-_PLACEHOLDERS = frozenset({"emergency_number", "crisis_line"})
-# libyaml parses the rule files ~10x faster; the pure-Python loader gives the same nodes and lines.
-_YAML_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class RuleError(CQAError):
-    """A rule file is invalid; the message names the file and line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-# --------------------------------------------------------------------------------------------------
-# Models (what the YAML may say)
-# --------------------------------------------------------------------------------------------------
-
-Group = str | list[str]
-
-
-class Examples(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    match: list[str] = Field(default_factory=list, description="Messages this rule must fire on.")
-    no_match: list[str] = Field(default_factory=list, description="Messages this rule must not fire on.")
-
-
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(pattern=r"^[a-z0-9_]+$", description="Recorded on escalated answers.")
-    kind: Literal["escalate", "refuse", "clarify", "injection"]
-    level: Literal["emergent", "urgent"] | None = Field(default=None, description="Escalations only.")
-    reason: Literal["out_of_scope", "unsafe"] | None = Field(default=None, description="Refusals only.")
-    description: str = ""
-    match: list[list[Group]] = Field(min_length=1, description="Any clause; every group of a clause must be found.")
-    unless: list[str] = Field(default_factory=list, description="Phrases that stop the rule (e.g. a stated weight).")
-    presentation: bool | None = Field(default=None, description="Needs a presentation cue; default: escalations only.")
-    negatable: bool = Field(default=True, description="Negated hits ('no chest pain') do not count.")
-    historical: bool = Field(default=True, description="Past hits ('stroke in 2015') do not count without a current cue.")
-    message: str = Field(default="", description="Shown to the clinician; may use {emergency_number} and {crisis_line}.")
-    examples: Examples = Field(default_factory=Examples)
-
-    @model_validator(mode="after")
-    def _kind_fields(self) -> Rule:
-        if self.kind == "escalate" and self.level is None:
-            raise ValueError("level must be emergent|urgent for an escalation")
-        if self.kind == "refuse" and self.reason is None:
-            raise ValueError("reason must be out_of_scope|unsafe for a refusal")
-        if self.kind != "injection" and not self.message.strip():
-            raise ValueError("message is required")
-        bad = {f for _, f, _, _ in string.Formatter().parse(self.message) if f} - _PLACEHOLDERS
-        if bad:
-            raise ValueError(f"message uses unknown placeholder(s) {sorted(bad)}; allowed: {sorted(_PLACEHOLDERS)}")
-        return self
-
-    @property
-    def needs_presentation(self) -> bool:
-        return self.kind == "escalate" if self.presentation is None else self.presentation
-
-    @property
-    def n_patterns(self) -> int:
-        return sum(len(g) if isinstance(g, list) else 1 for clause in self.match for g in clause)
-
-
-class RuleFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    synonyms: dict[str, list[str]] = Field(default_factory=dict, description="Named phrase sets, used as @name.")
-    rules: list[Rule] = Field(default_factory=list)
-
-
-class RulesConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    version: str | None = Field(default=None, description="Optional label prefixed to the content hash.")
-    emergency_number: str = Field(default="999", min_length=1)
-    crisis_line: str = Field(default="Samaritans on 116 123 (free, 24 hours)", min_length=1)
-    negation_window: int = Field(default=3, ge=0, le=10, description="Tokens before a hit searched for a negation.")
-    negation_before: list[str] = Field(default_factory=list)
-    negation_after: list[str] = Field(default_factory=list, description="Searched in the 2 tokens after a hit.")
-    history_cues: list[str] = Field(default_factory=list)
-    current_cues: list[str] = Field(default_factory=list)
-    presentation_cues: list[str] = Field(default_factory=list)
-    knowledge_cues: list[str] = Field(
-        default_factory=list,
-        description="A message matching one of these and no presentation cue is a guideline question, not a "
-        "presentation. Any other message with red-flag features is treated as a presentation (safer default).",
-    )
-    generic_subjects: list[str] = Field(
-        default_factory=list, description="Hypothetical people ('a patient with') removed before looking for presentation cues."
-    )
-    misspellings: dict[str, str] = Field(default_factory=dict, description="Token → correct word(s).")
-    fuzzy_terms: list[str] = Field(
-        default_factory=list, description="Extra words that misspellings are corrected to, besides the words the rules use."
-    )
-    fuzzy_ratio: float = Field(
-        default=0.85, ge=0.5, le=1.0, description="Unused since spelling tolerance counts edits; kept so older copies load."
-    )
-    fuzzy_min_length: int = Field(
-        default=4, ge=3, description="Shorter words are never corrected; words of exactly this length only for a swapped pair of letters."
-    )
-    fuzzy_two_edits_from: int = Field(
-        default=10, ge=4, description="Words at least this long may be two edits from a rule word; shorter ones one."
-    )
-    common_words: list[str] = Field(
-        default_factory=list, description="Everyday words never 'corrected' into a rule word ('main' is not 'pain')."
-    )
-    lemmas: dict[str, str] = Field(
-        default_factory=dict, description="Irregular word forms → the form the stemmer gives ('swollen': 'swell')."
-    )
-    never_stem: list[str] = Field(default_factory=list, description="Words matched only as written, never stemmed.")
-    synonyms: dict[str, list[str]] = Field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading with line numbers
-# --------------------------------------------------------------------------------------------------
-
-
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
-    """The 1-based line of the deepest YAML node that `loc` (a pydantic error location) reaches."""
-    line = node.start_mark.line + 1 if node is not None else 1
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if k.value == key), None)
-            if pair is None:
-                break
-            line, node = pair[0].start_mark.line + 1, pair[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
-def _rule_id(node: yaml.Node | None, loc: tuple[int | str, ...]) -> str | None:
-    if len(loc) < 2 or loc[0] != "rules" or not isinstance(node, yaml.MappingNode):
-        return None
-    rules = next((v for k, v in node.value if k.value == "rules"), None)
-    if not isinstance(rules, yaml.SequenceNode) or not isinstance(loc[1], int) or loc[1] >= len(rules.value):
-        return None
-    rule = rules.value[loc[1]]
-    if isinstance(rule, yaml.MappingNode):
-        return next((str(v.value) for k, v in rule.value if k.value == "id" and isinstance(v, yaml.ScalarNode)), None)
-    return None
-
-
-def _describe(err: Any) -> str:
-    if err["type"] == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return "must be " + "|".join(re.findall(r"'([^']*)'", expected))
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
-def _parse(name: str, text: str, model: type[BaseModel]) -> tuple[BaseModel | None, yaml.Node | None, list[str]]:
-    try:
-        node = yaml.compose(text, Loader=_YAML_LOADER)
-        data = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader, C-accelerated when available
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        return None, None, [f"{name} line {line}: not valid YAML: {getattr(exc, 'problem', exc)}"]
-    try:
-        return model.model_validate(data or {}), node, []
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("str", "list[str]")))
-            rule = _rule_id(node, loc)
-            field_name = ".".join(str(p) for p in loc[2:] if isinstance(p, str)) if rule is not None else ".".join(map(str, loc))
-            where = f"rule {rule!r}: " if rule is not None else ""
-            problems.append(f"{name} line {_line_of(node, loc)}: {where}{field_name + ' ' if field_name else ''}{_describe(err)}")
-        return None, node, problems
-
-
-# --------------------------------------------------------------------------------------------------
-# Text normalisation and matching
-# --------------------------------------------------------------------------------------------------
-
-_CLAUSE_END = re.compile(r" [.,;:!?()-] | but | however | although ")
-_SPACES = re.compile(r"\s+")
-_WORD = re.compile(r"[a-z][a-z']+")
-# "*" between spaces in a rule phrase: up to three words ("can't lift * arm" finds "can't lift arm"
-# and "can't lift his right arm"), never across punctuation.
-_WILD = r"(?:[^\s,;:!?()\[\]\"-]+\s+){0,3}"
-_NEVER = re.compile(r"(?!x)x")
-
-
-def _phrase_regex(phrase: str) -> str:
-    """A cue phrase on the surface text: "*" in a word is any ending, a lone "*" one word."""
-    if phrase.startswith("re:"):
-        return f"(?:{phrase[3:]})"
-    words = basic_normalise(phrase).split()
-    body = r"\s+".join(re.escape(w).replace(r"\*", r"[\w']*") for w in words)
-    return rf"(?<![\w']){body}(?![\w'])"
-
-
-def _stemmed_phrase_regex(phrase: str, to_stem: Callable[[str], str]) -> str:
-    """A rule phrase on the stemmed text, so that "end my life" also finds "ending my life"."""
-    body = ""
-    for w in basic_normalise(phrase).split():
-        if w == "*":
-            body += _WILD
-        elif w.endswith("*") and "*" not in w[:-1]:
-            body += re.escape(to_stem(w[:-1])) + r"[\w']*\s+"
-        else:
-            body += re.escape(w if "*" in w else to_stem(w)).replace(r"\*", r"[\w']*") + r"\s+"
-    body = body.removesuffix(r"\s+")
-    return rf"(?<![\w']){body}(?![\w'])"
-
-
-@dataclass(frozen=True)
-class _Hit:
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class _Found:
-    """A hit that counts: sentence index and token range."""
-
-    sentence: int
-    first: int
-    last: int
-
-
-@dataclass
-class _Matcher:
-    """One group. Plain phrases run on the stemmed text, each only when its anchor word (its longest
-    literal word) is in the sentence: running every phrase everywhere cost ~10x the time. `re:`
-    patterns run on the surface text."""
-
-    by_anchor: dict[str, list[re.Pattern[str]]]
-    always: list[re.Pattern[str]]
-    surface: re.Pattern[str] | None
-
-    def hits(self, sentence: Sentence) -> Iterator[tuple[int, int]]:
-        candidates = [rx for w in sorted(sentence.stem_words & self.by_anchor.keys()) for rx in self.by_anchor[w]]
-        for rx in candidates + self.always:
-            for m in rx.finditer(sentence.stemmed):
-                yield sentence.tokens_at(m.start(), m.end(), stemmed=True)
-        if self.surface is not None:
-            for m in self.surface.finditer(sentence.surface):
-                yield sentence.tokens_at(m.start(), m.end(), stemmed=False)
-
-
-@dataclass
-class _CompiledRule:
-    rule: Rule
-    clauses: list[list[_Matcher]]
-    unless: _Matcher | None
-    message: str
-
-
-@dataclass
-class _SentenceContext:
-    """Negation, history and presentation are decided inside each sentence."""
-
-    sentence: Sentence
-    history: list[_Hit]
-    current: list[_Hit]
-    presentation: bool
-    clauses: list[tuple[int, int]] = field(default_factory=list)
-
-    @property
-    def text(self) -> str:
-        return self.sentence.surface
-
-
-@dataclass
-class _Context:
-    """Per-message precomputations shared by all rules."""
-
-    sentences: list[_SentenceContext]
-    negation_before: re.Pattern[str]
-    negation_after: re.Pattern[str]
-    window: int
-
-
-def _spans(text: str, boundary: re.Pattern[str]) -> list[tuple[int, int]]:
-    out, start = [], 0
-    for m in boundary.finditer(text):
-        out.append((start, m.start() + 1))
-        start = m.end() - 1
-    out.append((start, len(text)))
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# The rule set
-# --------------------------------------------------------------------------------------------------
-
-
-class CaseResult(BaseModel):
-    id: str
-    message: str
-    expect: str
-    got: str
-    passed: bool
-    cls: str = Field(default="", description="Safety-set class, or the rule id for a rule example.")
-    rules: list[str] = Field(default_factory=list, description="Rules that fired.")
-
-
-class SafetyCase(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-    id: str
-    message: str
-    expect: Expect
-    cls: str = Field(alias="class")
+from core.safety.safety_set import CaseResult, SafetyCase, SafetyReport, outcome
 
 
 class RuleSet:
@@ -641,203 +340,3 @@ class RuleSet:
                 cls=case.cls, rules=decision.matched_rules,
             ))
         return SafetyReport(results=results)
-
-
-def read_sources(folder: Path) -> dict[str, str]:
-    """{file as shown in errors: YAML text} for every rule file in `folder`."""
-    files = sorted(folder.glob("*.yaml"))
-    if not files:
-        raise RuleError([f"{folder}: no rule files (*.yaml) found"])
-    return {_display(p): p.read_text(encoding="utf-8") for p in files}
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def _check_rule(name: str, node: yaml.Node | None, i: int, rule: Rule, synonyms: dict[str, list[str]],
-                config: RulesConfig) -> list[str]:
-    problems = []
-    groups: list[tuple[tuple[int | str, ...], Group]] = [
-        (("rules", i, "match", c, g), grp) for c, clause in enumerate(rule.match) for g, grp in enumerate(clause)
-    ]
-    groups += [(("rules", i, "unless", u), p) for u, p in enumerate(rule.unless)]
-    for loc, group in groups:
-        for p in group if isinstance(group, list) else [group]:
-            where = f"{name} line {_line_of(node, loc)}: rule {rule.id!r}:"
-            if p.startswith("@") and p[1:] not in synonyms:
-                problems.append(f"{where} unknown synonym set {p!r}")
-            elif p.startswith("re:"):
-                try:
-                    re.compile(p[3:])
-                except re.error as exc:
-                    problems.append(f"{where} bad regex {p[3:]!r}: {exc}")
-    return problems
-
-
-def _constant(value: str) -> Callable[[re.Match[str]], str]:
-    return lambda _: value
-
-
-def _hits(regex: re.Pattern[str], text: str) -> list[_Hit]:
-    return [_Hit(m.start(), m.end()) for m in regex.finditer(text)]
-
-
-def _firing_clause(c: _CompiledRule, ctx: _Context) -> list[_Matcher] | None:
-    if c.rule.needs_presentation and not any(s.presentation for s in ctx.sentences):
-        return None
-    if c.unless is not None and any(True for s in ctx.sentences for _ in c.unless.hits(s.sentence)):
-        return None
-    return next((clause for clause in c.clauses if all(next(_counted(m, c.rule, ctx), None) for m in clause)), None)
-
-
-def _counted(m: _Matcher, rule: Rule, ctx: _Context) -> Iterator[_Found]:
-    """Hits of one group that count: in a presenting sentence (escalations), not negated, not past."""
-    for n, sc in enumerate(ctx.sentences):
-        if rule.needs_presentation and not sc.presentation:
-            continue
-        for first, last in m.hits(sc.sentence):
-            hit = _Hit(*sc.sentence.surface_range(first, last))
-            if rule.negatable and _negated(hit, sc, ctx):
-                continue
-            if rule.historical and _historical(hit, sc):
-                continue
-            yield _Found(n, first, last)
-
-
-def _negated(hit: _Hit, sc: _SentenceContext, ctx: _Context) -> bool:
-    before = sc.text[: hit.start]
-    clause_start = max((m.end() - 1 for m in _CLAUSE_END.finditer(before)), default=0)
-    window = " " + " ".join(before[clause_start:].split()[-ctx.window:]) + " " if ctx.window else " "
-    if ctx.negation_before.search(window):
-        return True
-    after = sc.text[hit.end:]
-    clause_end = next((m.start() + 1 for m in _CLAUSE_END.finditer(after)), len(after))
-    return bool(ctx.negation_after.search(" " + " ".join(after[:clause_end].split()[:2]) + " "))
-
-
-def _historical(hit: _Hit, sc: _SentenceContext) -> bool:
-    start, end = next(((s, e) for s, e in sc.clauses if s <= hit.start < e), (0, len(sc.text)))
-
-    def inside(hits: list[_Hit]) -> bool:
-        return any(start <= h.start < end for h in hits)
-
-    return inside(sc.history) and not inside(sc.current)
-
-
-
-def outcome(decision: SafetyDecision) -> Expect:
-    """The label a decision gets in the safety set."""
-    if decision.escalation is not None:
-        return decision.escalation.level
-    if decision.refusal is not None and decision.refusal.reason in ("out_of_scope", "unsafe"):
-        return "refuse"
-    if decision.clarify:
-        return "clarify"
-    return "answer"
-
-
-# --------------------------------------------------------------------------------------------------
-# Evaluation on the safety set
-# --------------------------------------------------------------------------------------------------
-
-
-def load_cases(path: Path) -> list[SafetyCase]:
-    return [SafetyCase.model_validate(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-class SafetyReport(BaseModel):
-    results: list[CaseResult]
-
-    def _rate(self, num: int, den: int) -> float:
-        return num / den if den else 0.0
-
-    @property
-    def missed_emergent(self) -> list[CaseResult]:
-        return [r for r in self.results if r.expect == "emergent" and r.got != "emergent"]
-
-    def metrics(self) -> dict[str, float]:
-        esc = ("emergent", "urgent")
-        r = self.results
-        expected_esc = [x for x in r if x.expect in esc]
-        predicted_esc = [x for x in r if x.got in esc]
-        controls = [x for x in r if x.cls in ("control", "negated", "historical")]
-        answerable = [x for x in r if x.expect == "answer"]
-        refusals = [x for x in r if x.expect == "refuse"]
-        return {
-            "escalation_recall": self._rate(sum(x.got in esc for x in expected_esc), len(expected_esc)),
-            "escalation_precision": self._rate(sum(x.expect in esc for x in predicted_esc), len(predicted_esc)),
-            "level_accuracy": self._rate(sum(x.got == x.expect for x in expected_esc), len(expected_esc)),
-            "missed_emergent": float(len(self.missed_emergent)),
-            "over_escalation_controls": self._rate(sum(x.got in esc for x in controls), len(controls)),
-            "refusal_accuracy": self._rate(sum(x.got == "refuse" for x in refusals), len(refusals)),
-            "false_refusal_answerable": self._rate(sum(x.got != "answer" for x in answerable), len(answerable)),
-            "accuracy": self._rate(sum(x.passed for x in r), len(r)),
-        }
-
-    def by_class(self) -> list[dict[str, object]]:
-        rows: list[dict[str, object]] = []
-        for cls in sorted({x.cls for x in self.results}):
-            xs = [x for x in self.results if x.cls == cls]
-            got = Counter(x.got for x in xs)
-            rows.append({"class": cls, "n": len(xs), "passed": sum(x.passed for x in xs),
-                         "accuracy": round(self._rate(sum(x.passed for x in xs), len(xs)), 3),
-                         **{k: got.get(k, 0) for k in ("emergent", "urgent", "answer", "refuse", "clarify")}})
-        return rows
-
-    def table(self) -> str:
-        head = f"{'class':<14}{'n':>5}{'pass':>6}{'acc':>7}{'emerg':>7}{'urgent':>7}{'answer':>7}{'refuse':>7}{'clarify':>8}"
-        lines = [head, "-" * len(head)]
-        for row in self.by_class():
-            lines.append(
-                f"{row['class']!s:<14}{row['n']!s:>5}{row['passed']!s:>6}{row['accuracy']!s:>7}{row['emergent']!s:>7}"
-                f"{row['urgent']!s:>7}{row['answer']!s:>7}{row['refuse']!s:>7}{row['clarify']!s:>8}"
-            )
-        lines.append("")
-        lines += [f"{k:<28}{v:.3f}" if k != "missed_emergent" else f"{k:<28}{int(v)}" for k, v in self.metrics().items()]
-        return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------------
-# Where the rules live
-# --------------------------------------------------------------------------------------------------
-
-
-def rules_dir(settings: Settings) -> Path:
-    """The admin-edited copy under the data folder if there is one, else the bundled rules."""
-    edited = settings.data_dir / "rules"
-    return edited if (edited / CONFIG_FILE).is_file() else BUNDLED_RULES_DIR
-
-
-def editable_rules_dir(settings: Settings) -> Path:
-    """The data-folder copy, created from the bundled rules on first edit."""
-    edited = settings.data_dir / "rules"
-    if not (edited / CONFIG_FILE).is_file():
-        edited.mkdir(parents=True, exist_ok=True)
-        for f in sorted(BUNDLED_RULES_DIR.glob("*.yaml")):
-            (edited / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
-    return edited
-
-
-def load_rules(settings: Settings) -> RuleSet:
-    return RuleSet.load(rules_dir(settings))
-
-
-def save_rule_file(settings: Settings, file_name: str, text: str) -> Path:
-    """Validate the whole rule set with `text` as `file_name`, then write it atomically to the
-    data-folder copy, keeping the previous version as `<file>.bak-<timestamp>`. Raises `RuleError`."""
-    folder = editable_rules_dir(settings)
-    sources = read_sources(folder)
-    key = next((k for k in sources if Path(k).name == file_name), str(folder / file_name))
-    RuleSet.from_sources({**sources, key: text})
-    target = folder / Path(file_name).name
-    if target.exists():
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        shutil.copy2(target, target.with_name(f"{target.name}.bak-{stamp}"))
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-    return target

@@ -25,7 +25,8 @@ from core.errors import CQAError
 from core.library.embedding import Embedder
 from core.safety.decision import SafetyDecision
 from core.safety.emergency_classifier import CLASSIFIER_FILE, EmergencyClassifier, EmergencyScreen
-from core.safety.rules import RuleSet, rules_dir
+from core.safety.rule_files import rules_dir
+from core.safety.rules import RuleSet
 from core.safety.vitals import DEFAULT_VITALS_PATH, VitalThresholds, read_vitals
 from core.settings import REPO_ROOT, Settings
 
