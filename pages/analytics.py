@@ -7,9 +7,7 @@ from datetime import date
 
 import streamlit as st
 
-from core.governance.audit import (
-    AuditError,
-    AuditFilters,
+from core.governance.analytics import (
     citation_counts,
     compare_by,
     feedback_per_day,
@@ -19,8 +17,8 @@ from core.governance.audit import (
     never_cited,
     per_day,
     refused_questions,
-    to_bytes,
 )
+from core.governance.audit import AuditError, AuditFilters, to_bytes
 from pages.common import audit_log, require_role, services
 
 

@@ -14,16 +14,8 @@ import pytest
 
 from core.answers import Answer
 from core.errors import CQAError
-from core.governance.audit import (
-    AuditError,
-    AuditLog,
-    AuditWriteError,
-    audit_log_for,
-    feedback_per_day,
-    feedback_reasons,
-    feedback_summary,
-    never_cited,
-)
+from core.governance.analytics import feedback_per_day, feedback_reasons, feedback_summary, never_cited
+from core.governance.audit import AuditError, AuditLog, AuditWriteError, audit_log_for
 from core.settings import Settings
 from tests.helpers import make_answer
 
@@ -187,7 +179,7 @@ def test_bad_url_is_a_clear_error() -> None:
 def test_refused_questions_are_grouped_by_meaning_with_an_embedder() -> None:
     import pandas as pd
 
-    from core.governance.audit import refused_questions
+    from core.governance.analytics import refused_questions
     from core.library.embedding import HashingEmbedder
 
     frame = pd.DataFrame({
