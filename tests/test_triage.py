@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.embedding import HashingEmbedder
@@ -16,6 +17,7 @@ from core.emergency_classifier import (
     EmergencyClassifier,
     EmergencyScreen,
     TrainingExample,
+    _choose_bars,
     corpus_examples,
     retrain,
     split_sentences,
@@ -126,6 +128,21 @@ def test_threshold_is_chosen_for_recall_on_held_out_folds(classifier: EmergencyC
 def test_long_messages_are_scored_sentence_by_sentence() -> None:
     assert split_sentences("Hi. I am fine today thanks. But my dad just collapsed and is not breathing!") == [
         "I am fine today thanks.", "But my dad just collapsed and is not breathing!"]
+
+
+def test_the_sentence_bar_is_chosen_with_the_message_bar_from_held_out_scores() -> None:
+    labels = np.asarray([1.0] * 10 + [0.0] * 10)
+    none = np.zeros(20, dtype=bool)
+    # Sentences find nothing the whole message misses, but flag calm messages: sentence scoring is switched off.
+    cv = np.asarray([0.9] * 10 + [0.1] * 10)
+    noisy_parts = np.asarray([0.0] * 10 + [0.95] * 10)
+    t_bar, s_bar = _choose_bars(cv, noisy_parts, labels, none, none, recall=1.0)
+    assert s_bar > 1.0 and 0.1 < t_bar <= 0.9
+    # Two emergencies show only in one sentence of a long message: a sentence bar that catches them is kept.
+    cv = np.asarray([0.9] * 8 + [0.2] * 2 + [0.25] * 10)  # the message bar alone would flag every calm one
+    parts = np.asarray([0.0] * 8 + [0.97] * 2 + [0.3] * 10)
+    t_bar, s_bar = _choose_bars(cv, parts, labels, none, none, recall=1.0)
+    assert 0.3 < s_bar <= 0.97 and t_bar > 0.25
 
 
 def test_retrain_writes_atomically_and_refuses_too_little_data(rules: RuleSet, tmp_path: Path) -> None:
