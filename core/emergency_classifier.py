@@ -148,10 +148,46 @@ def split_sentences(message: str) -> list[str]:
 CueFn = Callable[[str], list[float]]
 
 
-def features(embedder: Embedder, texts: list[str], cues: CueFn) -> np.ndarray:
+def features(embedder: Embedder, texts: list[str], cues: CueFn, cache: Path | None = None) -> np.ndarray:
     """MiniLM embedding of each text, then the rules' cue features (negation, history, ...)."""
-    vectors = np.asarray(embedder.embed(texts), dtype=np.float64).reshape(len(texts), -1)
+    if cache is None:
+        vectors = np.asarray(embedder.embed(texts), dtype=np.float64).reshape(len(texts), -1)
+    else:
+        vectors = cached_vectors(embedder, texts, cache)
     return np.hstack([vectors, np.asarray([cues(t) for t in texts], dtype=np.float64).reshape(len(texts), -1)])
+
+
+def cached_vectors(embedder: Embedder, texts: list[str], cache: Path) -> np.ndarray:
+    """Embeddings of `texts`, reusing those an earlier training run with the same embedder kept in
+    `cache` (an .npz beside the trained head): a retrain after editing a few examples embeds only
+    those. An unreadable cache is ignored and rewritten."""
+    import hashlib
+
+    name = getattr(embedder, "name", type(embedder).__name__)
+    keys = [hashlib.sha1(f"{name}\0{t}".encode()).hexdigest() for t in texts]
+    known: dict[str, np.ndarray] = {}
+    try:
+        with np.load(cache) as data:
+            known = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+    except (OSError, ValueError, KeyError):
+        known = {}
+    missing = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in known}.values())
+    if missing:
+        fresh = np.asarray(embedder.embed([texts[i] for i in missing]), dtype=np.float32).reshape(len(missing), -1)
+        for i, v in zip(missing, fresh, strict=True):
+            known[keys[i]] = v
+        kept = list(dict.fromkeys(keys))
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            with tmp.open("wb") as f:
+                np.savez(f, keys=np.asarray(kept), vectors=np.stack([known[k] for k in kept]))
+            tmp.replace(cache)
+        except OSError:
+            pass  # the cache only saves time
+    if not keys:
+        return np.zeros((0, embedder.dim))
+    return np.stack([known[k] for k in keys]).astype(np.float64)
 
 
 class EmergencyScreen:
@@ -250,7 +286,7 @@ OtherLayers = Callable[[str], tuple[bool, bool, bool]]
 
 def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_names: tuple[str, ...],
           folds: int = 5, recall: float = TARGET_RECALL,
-          other_layers: OtherLayers | None = None) -> EmergencyClassifier:
+          other_layers: OtherLayers | None = None, vector_cache: Path | None = None) -> EmergencyClassifier:
     """Fit the head; choose the threshold from cross-validated probabilities (each example scored by a
     model that did not see it) so that the whole screen escalates `recall` of the training emergencies.
 
@@ -269,7 +305,7 @@ def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_
         if len(sentences) > 1:
             owners += [i] * len(sentences)
             parts += sentences
-    all_rows = features(embedder, texts + parts, cues)
+    all_rows = features(embedder, texts + parts, cues, vector_cache)
     rows, part_rows = all_rows[: len(texts)], all_rows[len(texts) :]
     part_owner = np.asarray(owners, dtype=np.int64)
     vectors = rows[:, : embedder.dim]
@@ -337,6 +373,9 @@ def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_
     )
 
 
+VECTOR_CACHE = "training_vectors.npz"  # beside the head; not shipped (see .gitignore)
+
+
 def retrain(embedder: Embedder, rules_dir: Path, out: Path = CLASSIFIER_FILE, corpus: Path = CORPUS_DIR) -> EmergencyClassifier:
     """Train from the corpus plus the rules' examples and write the head atomically."""
     from core.rules import RuleSet
@@ -355,7 +394,8 @@ def retrain(embedder: Embedder, rules_dir: Path, out: Path = CLASSIFIER_FILE, co
         declined = decision.refusal is not None or decision.clarify is not None or decision.injection
         return escalated, rules.is_guideline_question(text), declined
 
-    model = train(embedder, examples, rules.cues, RuleSet.CUE_NAMES, other_layers=other_layers)
+    model = train(embedder, examples, rules.cues, RuleSet.CUE_NAMES, other_layers=other_layers,
+                  vector_cache=out.parent / VECTOR_CACHE)
     tmp = out.with_suffix(".tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text(model.model_dump_json(indent=1) + "\n", encoding="utf-8")

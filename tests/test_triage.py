@@ -18,6 +18,7 @@ from core.emergency_classifier import (
     EmergencyScreen,
     TrainingExample,
     _choose_bars,
+    cached_vectors,
     corpus_examples,
     retrain,
     split_sentences,
@@ -157,6 +158,24 @@ def test_retrain_writes_atomically_and_refuses_too_little_data(rules: RuleSet, t
     (corpus / "a.jsonl").write_text('{"text": "x", "label": 1}\n{"label": 0}\n')
     with pytest.raises(CQAError, match="a.jsonl line 2"):
         corpus_examples(corpus)
+
+
+def test_a_retrain_embeds_only_the_texts_it_has_not_seen(tmp_path: Path) -> None:
+    embedded: list[str] = []
+
+    class Counting(HashingEmbedder):
+        def embed(self, texts: list[str]) -> list[list[float]]:
+            embedded.extend(texts)
+            return super().embed(texts)
+
+    cache = tmp_path / "vectors.npz"
+    first = cached_vectors(Counting(), ["chest pain now", "a sore knee", "chest pain now"], cache)
+    assert embedded == ["chest pain now", "a sore knee"] and first.shape == (3, 384)
+    again = cached_vectors(Counting(), ["a sore knee", "new example"], cache)
+    assert embedded[2:] == ["new example"]
+    assert np.allclose(again[0], first[1]) and np.allclose(again[1], HashingEmbedder().embed(["new example"])[0], atol=1e-6)
+    cache.write_bytes(b"not an npz")  # a damaged cache is rebuilt, never fatal
+    assert cached_vectors(Counting(), ["a sore knee"], cache).shape == (1, 384)
 
 
 def test_shipped_classifier_covers_the_categories_and_reports_its_training() -> None:
