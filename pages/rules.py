@@ -103,8 +103,10 @@ else:
         st.markdown(
             f"Trained on **{report.get('examples')}** messages ({report.get('emergencies')} emergencies, "
             f"{report.get('non_urgent')} non-urgent) over **{report.get('categories')}** categories. Escalates at "
-            f"probability ≥ **{classifier.threshold}** (a single sentence of a longer message ≥ "
-            f"{classifier.sentence_threshold}); never on a message that reads as a guideline question. "
+            f"probability ≥ **{classifier.threshold}** ("
+            + (f"a single sentence of a longer message ≥ {classifier.sentence_threshold}" if classifier.sentence_threshold <= 1
+               else "the sentences of a longer message are not scored on their own")
+            + "); never on a message that reads as a guideline question. "
             f"Cross-validated, the whole screen: recall {screen.get('recall')}, over-escalation {screen.get('over_escalation')}."
         )
         per_category = report.get("per_category")

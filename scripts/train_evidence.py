@@ -23,6 +23,7 @@ import json  # noqa: E402
 import pickle  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -32,6 +33,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.answering.evidence import (  # noqa: E402
+    ANSWERABLE_FEATURES,
     EVIDENCE_MODEL,
     PASSAGE_FEATURES,
     SENTENCE_FEATURES,
@@ -41,8 +43,11 @@ from core.answering.evidence import (  # noqa: E402
     Scored,
     SentenceCache,
     answer_gap,
+    answerability_row,
+    cited_text,
     fit_logistic,
     passage_matrix,
+    pick_quotes,
     sentence_matrix,
     with_list,
 )
@@ -58,6 +63,8 @@ CANDIDATES = 25
 TOP_PASSAGES = 5
 FOLDS = 5
 MAX_FALSE_REFUSALS = 0.08
+MAX_QUOTES = 3
+QUOTE_MARGIN = 0.25
 
 
 @dataclass
@@ -134,7 +141,10 @@ class Outcome:
     hit5: bool
     best: float
     fact_in_top3: bool
-    on_topic: bool
+    on_topic: bool  # the topic-word check and `answer_gap` pass (the decision without a head)
+    gap: bool  # `answer_gap` alone objects (a hard check, also with the head)
+    row: list[float]  # ANSWERABLE_FEATURES
+    confidence: float = 0.0  # the answerability head's cross-validated probability
 
 
 def _evaluate(case: Case, passage: LinearScorer, sentence: LinearScorer) -> Outcome:
@@ -143,31 +153,57 @@ def _evaluate(case: Case, passage: LinearScorer, sentence: LinearScorer) -> Outc
 
     hybrid = sorted(case.scored, key=lambda s: s.rank)
     ranked = _rank(case, passage)
-    rows, _, texts, owners = _sentence_rows(case, ranked)
+    top = ranked[:TOP_PASSAGES]
+    rows = sentence_matrix(case.question, top)
     probs = sentence.score(rows) if len(rows) else np.zeros(0)
-    order = np.argsort(-probs)
-    top3 = [texts[i] for i in order[:3]]
-    cited = [f"{p.title} {p.section_label}\n{p.text}" for p in {owners[i].chunk_id: owners[i] for i in order[:3]}.values()]
+    quotes = pick_quotes(top, probs, 0.0, MAX_QUOTES, QUOTE_MARGIN)
+    said = [q.sentence for q in quotes]
+    cited = [cited_text(top[q.n - 1].passage) for q in quotes]
+    gap = answer_gap(case.question, said, cited) is not None
     return Outcome(
         case, hit(hybrid, 1), hit(hybrid, 5), hit(ranked, 1), hit(ranked, 5),
-        float(probs[order[0]]) if len(order) else 0.0,
-        any(contains_fact(t, f) for t in top3 for f in case.facts),
-        not unaddressed_terms(case.question, " ".join(top3), cited) and answer_gap(case.question, top3, cited) is None,
+        float(probs.max()) if len(probs) else 0.0,
+        any(contains_fact(t, f) for t in said for f in case.facts),
+        not unaddressed_terms(case.question, " ".join(said), cited) and not gap,
+        gap, answerability_row(case.question, top, probs, said, cited) if said else [0.0] * len(ANSWERABLE_FEATURES),
     )
 
 
-def _threshold(outcomes: list[Outcome], gate: float) -> float:
-    """The highest sentence threshold that refuses at most MAX_FALSE_REFUSALS of answerable questions."""
-    answer = sorted(o.best for o in outcomes if o.case.expect == "answer" and o.case.gate >= gate and o.on_topic)
+def _threshold(outcomes: list[Outcome], gate: float, value: Callable[[Outcome], float]) -> float:
+    """The highest threshold on `value` that refuses at most MAX_FALSE_REFUSALS of answerable questions
+    (counting those the evidence gate and the hard checks refuse anyway)."""
+    answer = sorted(value(o) for o in outcomes if o.case.expect == "answer" and o.case.gate >= gate and o.on_topic)
     n_answer = sum(o.case.expect == "answer" for o in outcomes)
     allowed = int(MAX_FALSE_REFUSALS * n_answer) - (n_answer - len(answer))
     return max(0.0, answer[max(allowed, 0)] - 1e-4) if answer else 0.5
 
 
-def _summary(outcomes: list[Outcome], threshold: float, gate: float) -> dict[str, float]:
+def _fit_answerable(outcomes: list[Outcome], gate: float) -> tuple[LinearScorer, float, list[Outcome]]:
+    """The answerability head, fitted on the cross-validated first-stage features (stacking): its own
+    5-fold probabilities fill `confidence`, which sets the threshold."""
+    usable = [o for o in outcomes if o.case.gate >= gate and not o.gap]
+    rows = np.asarray([o.row for o in usable])
+    labels = np.asarray([float(o.case.expect == "answer") for o in usable])
+    folds = np.random.default_rng(13).permutation(len(usable)) % FOLDS
+    for k in range(FOLDS):
+        head = fit_logistic(rows[folds != k], labels[folds != k], ANSWERABLE_FEATURES)
+        for o, p in zip([u for u, f in zip(usable, folds, strict=True) if f == k], head.score(rows[folds == k]), strict=True):
+            o.confidence = float(p)
+    head = fit_logistic(rows, labels, ANSWERABLE_FEATURES)
+    threshold = _answerable_threshold(outcomes, gate)
+    return head, threshold, outcomes
+
+
+def _answerable_threshold(outcomes: list[Outcome], gate: float) -> float:
+    answer = sorted(o.confidence for o in outcomes if o.case.expect == "answer" and o.case.gate >= gate and not o.gap)
+    n_answer = sum(o.case.expect == "answer" for o in outcomes)
+    allowed = int(MAX_FALSE_REFUSALS * n_answer) - (n_answer - len(answer))
+    return max(0.0, answer[max(allowed, 0)] - 1e-4) if answer else 0.5
+
+
+def _summary(outcomes: list[Outcome], shown: Callable[[Outcome], bool]) -> dict[str, float]:
     ans = [o for o in outcomes if o.case.expect == "answer" and o.case.sources]
     ref = [o for o in outcomes if o.case.expect == "refuse"]
-    shown = [o for o in ans if o.case.gate >= gate and o.best >= threshold and o.on_topic]
     with_facts = [o for o in ans if o.case.facts]
 
     def rate(xs: list[bool]) -> float:
@@ -177,9 +213,9 @@ def _summary(outcomes: list[Outcome], threshold: float, gate: float) -> dict[str
         "answerable": len(ans), "unanswerable": len(ref),
         "hit@1_hybrid": rate([o.hit1_hybrid for o in ans]), "hit@1_reranked": rate([o.hit1 for o in ans]),
         "hit@5_hybrid": rate([o.hit5_hybrid for o in ans]), "hit@5_reranked": rate([o.hit5 for o in ans]),
-        "answered": rate([o in shown for o in ans]),
-        "fact_in_quotes": rate([o in shown and o.fact_in_top3 for o in with_facts]),
-        "unanswerable_refused": rate([o.case.gate < gate or o.best < threshold or not o.on_topic for o in ref]),
+        "answered": rate([shown(o) for o in ans]),
+        "fact_in_quotes": rate([shown(o) and o.fact_in_top3 for o in with_facts]),
+        "unanswerable_refused": rate([not shown(o) for o in ref]),
     }
 
 
@@ -206,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=EVIDENCE_MODEL)
     parser.add_argument("--features", type=Path, help="Pickle of the retrieved candidates: reused if present, "
                         "written if not (for trying feature or threshold changes without re-embedding).")
+    parser.add_argument("--no-answerable-head", action="store_true",
+                        help="Decide by the sentence threshold and the topic-word check, as evidence-v1 did.")
     args = parser.parse_args(argv)
     if any("blind" in str(p) for p in args.cases):
         print("error: held-out (blind) sets are for evaluation only, never for training.", file=sys.stderr)
@@ -226,24 +264,38 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(FOLDS):
         passage, sentence = _fit([c for c, f in zip(cases, folds, strict=True) if f != k])
         held_out += [_evaluate(c, passage, sentence) for c, f in zip(cases, folds, strict=True) if f == k]
-    cv_threshold = _threshold(held_out, gate)
+    cv_threshold = _threshold(held_out, gate, lambda o: o.best)
+    head, head_threshold, _ = _fit_answerable(held_out, gate)
     passage, sentence = _fit(cases)
     final = [_evaluate(c, passage, sentence) for c in cases]
-    threshold = round(_threshold(final, gate), 4)
+    threshold = round(_threshold(final, gate, lambda o: o.best), 4)
+
+    def by_sentence(t: float) -> Callable[[Outcome], bool]:
+        return lambda o: o.case.gate >= gate and o.best >= t and o.on_topic
+
+    def by_head(o: Outcome) -> bool:
+        return o.case.gate >= gate and not o.gap and o.confidence >= head_threshold
+
     report = {
         "trained_on": [str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p) for p in args.cases],
         "cases": len(cases), "candidates": CANDIDATES, "top_passages": TOP_PASSAGES,
         "max_false_refusals": MAX_FALSE_REFUSALS, "evidence_gate": gate,
-        "cross_validated": {"folds": FOLDS, "threshold": round(cv_threshold, 4), **_summary(held_out, cv_threshold, gate)},
-        "training_fit": _summary(final, threshold, gate),
+        "cross_validated": {"folds": FOLDS, "threshold": round(cv_threshold, 4), **_summary(held_out, by_sentence(cv_threshold))},
+        "cross_validated_with_answerable_head": {"threshold": round(head_threshold, 4), **_summary(held_out, by_head)},
+        "training_fit": _summary(final, by_sentence(threshold)),
     }
-    model = EvidenceModel(version="evidence-v1", passage=passage, sentence=sentence, answer_threshold=threshold,
-                          candidates=CANDIDATES, report=report)
+    use_head = not args.no_answerable_head
+    model = EvidenceModel(version="evidence-v2" if use_head else "evidence-v1", passage=passage, sentence=sentence,
+                          answer_threshold=0.0 if use_head else threshold, candidates=CANDIDATES,
+                          max_quotes=MAX_QUOTES, quote_margin=QUOTE_MARGIN,
+                          answerable=head if use_head else None, answerable_threshold=round(head_threshold, 4),
+                          report=report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(model.model_dump_json(indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=2))
     print("passage weights:", dict(zip(passage.features, passage.weights, strict=True)))
     print("sentence weights:", dict(zip(sentence.features, sentence.weights, strict=True)))
+    print("answerable weights:", dict(zip(head.features, head.weights, strict=True)))
     print(f"wrote {args.out}")
     return 0
 

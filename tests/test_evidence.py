@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from core.answering.evidence import (
+    ANSWERABLE_FEATURES,
     PASSAGE_FEATURES,
     SENTENCE_FEATURES,
     EvidenceModel,
@@ -115,6 +116,34 @@ def test_no_sentence_over_the_threshold_means_no_quotes() -> None:
     selector = EvidenceSelector(HashingEmbedder(), _model(threshold=0.9999))
     q = "What is the adrenaline dose IM?"
     assert selector.select(q, selector.rescore(q, selector.embed_query(q), [_passage()])) == []
+
+
+def _with_head(threshold: float = 0.5) -> EvidenceModel:
+    """`_model` plus an answerability head that refuses when the passages leave question words unmentioned."""
+    names = ANSWERABLE_FEATURES
+    weights = {"missing_in_evidence": -8.0, "best_sentence": 2.0}
+    head = LinearScorer(features=list(names), weights=[weights.get(n, 0.0) for n in names], bias=1.0,
+                        mean=[0.0] * len(names), scale=[1.0] * len(names))
+    return _model(threshold=0.0).model_copy(update={"answerable": head, "answerable_threshold": threshold})
+
+
+def test_the_answerability_head_decides_and_names_what_the_passages_do_not_mention() -> None:
+    selector = EvidenceSelector(HashingEmbedder(), _with_head())
+    on_topic = "What is the adrenaline dose IM?"
+    chosen = selector.choose(on_topic, selector.rescore(on_topic, selector.embed_query(on_topic), [_passage()]))
+    assert chosen.gap is None and chosen.quotes and chosen.confidence is not None and chosen.confidence >= 0.5
+    near_miss = "What is the methotrexate dose for rheumatoid arthritis?"
+    refused = selector.choose(near_miss, selector.rescore(near_miss, selector.embed_query(near_miss), [_passage()]))
+    assert refused.confidence is not None and refused.confidence < 0.5
+    assert refused.gap is not None and "methotrexate" in refused.gap and "rheumatoid" in refused.gap
+    assert selector.select(near_miss, selector.rescore(near_miss, selector.embed_query(near_miss), [_passage()])) == []
+
+
+def test_the_dose_value_and_population_checks_overrule_a_confident_head() -> None:
+    selector = EvidenceSelector(HashingEmbedder(), _with_head(threshold=0.0))
+    question = "What is the adrenaline dose IM in pregnancy?"
+    chosen = selector.choose(question, selector.rescore(question, selector.embed_query(question), [_passage()]))
+    assert chosen.quotes and chosen.gap == "the passages found do not mention pregnancy"
 
 
 def test_sentence_cache_embeds_each_chunk_once() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.errors import CQAError
@@ -17,6 +18,8 @@ from core.safety.emergency_classifier import (
     EmergencyClassifier,
     EmergencyScreen,
     TrainingExample,
+    _choose_bars,
+    cached_vectors,
     corpus_examples,
     retrain,
     split_sentences,
@@ -129,6 +132,21 @@ def test_long_messages_are_scored_sentence_by_sentence() -> None:
         "I am fine today thanks.", "But my dad just collapsed and is not breathing!"]
 
 
+def test_the_sentence_bar_is_chosen_with_the_message_bar_from_held_out_scores() -> None:
+    labels = np.asarray([1.0] * 10 + [0.0] * 10)
+    none = np.zeros(20, dtype=bool)
+    # Sentences find nothing the whole message misses, but flag calm messages: sentence scoring is switched off.
+    cv = np.asarray([0.9] * 10 + [0.1] * 10)
+    noisy_parts = np.asarray([0.0] * 10 + [0.95] * 10)
+    t_bar, s_bar = _choose_bars(cv, noisy_parts, labels, none, none, recall=1.0)
+    assert s_bar > 1.0 and 0.1 < t_bar <= 0.9
+    # Two emergencies show only in one sentence of a long message: a sentence bar that catches them is kept.
+    cv = np.asarray([0.9] * 8 + [0.2] * 2 + [0.25] * 10)  # the message bar alone would flag every calm one
+    parts = np.asarray([0.0] * 8 + [0.97] * 2 + [0.3] * 10)
+    t_bar, s_bar = _choose_bars(cv, parts, labels, none, none, recall=1.0)
+    assert 0.3 < s_bar <= 0.97 and t_bar > 0.25
+
+
 def test_retrain_writes_atomically_and_refuses_too_little_data(rules: RuleSet, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -141,6 +159,24 @@ def test_retrain_writes_atomically_and_refuses_too_little_data(rules: RuleSet, t
     (corpus / "a.jsonl").write_text('{"text": "x", "label": 1}\n{"label": 0}\n')
     with pytest.raises(CQAError, match="a.jsonl line 2"):
         corpus_examples(corpus)
+
+
+def test_a_retrain_embeds_only_the_texts_it_has_not_seen(tmp_path: Path) -> None:
+    embedded: list[str] = []
+
+    class Counting(HashingEmbedder):
+        def embed(self, texts: list[str]) -> list[list[float]]:
+            embedded.extend(texts)
+            return super().embed(texts)
+
+    cache = tmp_path / "vectors.npz"
+    first = cached_vectors(Counting(), ["chest pain now", "a sore knee", "chest pain now"], cache)
+    assert embedded == ["chest pain now", "a sore knee"] and first.shape == (3, 384)
+    again = cached_vectors(Counting(), ["a sore knee", "new example"], cache)
+    assert embedded[2:] == ["new example"]
+    assert np.allclose(again[0], first[1]) and np.allclose(again[1], HashingEmbedder().embed(["new example"])[0], atol=1e-6)
+    cache.write_bytes(b"not an npz")  # a damaged cache is rebuilt, never fatal
+    assert cached_vectors(Counting(), ["a sore knee"], cache).shape == (1, 384)
 
 
 def test_shipped_classifier_covers_the_categories_and_reports_its_training() -> None:

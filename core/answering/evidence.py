@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from core.answering.relevance import topic_terms
+from core.answering.relevance import topic_terms, unaddressed_terms
 from core.answers import Quote
 from core.errors import CQAError
 from core.library.embedding import Embedder
@@ -322,6 +322,8 @@ class EvidenceModel(BaseModel):
     passage: LinearScorer
     sentence: LinearScorer
     answer_threshold: float = Field(description="A sentence scoring below this is not shown as an answer.")
+    answerable: LinearScorer | None = Field(default=None, description="Question-level head: do the chosen sentences answer it?")
+    answerable_threshold: float = Field(default=0.5, description="Below this, the chosen sentences are not shown as an answer.")
     candidates: int = Field(default=25, description="Hybrid-search candidates reranked per question.")
     max_quotes: int = Field(default=3)
     quote_margin: float = Field(default=0.25, description="Further quotes must score within this of the best.")
@@ -388,31 +390,113 @@ class EvidenceSelector:
         return out
 
     def select(self, question: str, scored: list[Scored]) -> list[Quote]:
-        """The sentences that answer, best first, numbered by their passage's position in `scored`."""
-        rows = [(i, span) for i, s in enumerate(scored) for span in s.vectors.spans]
-        if not rows:
-            return []
+        """The sentences that answer, best first, numbered by their passage's position in `scored`
+        ([] when none does: see `choose` for why)."""
+        selection = self.choose(question, scored)
+        return [] if selection.gap else selection.quotes
+
+    def choose(self, question: str, scored: list[Scored]) -> Selection:
+        """The best sentences and whether they answer `question`. With a trained answerability head the
+        decision is the head's (plus the dose, value and population checks of `answer_gap`); without one,
+        the sentence threshold and the topic-word check decide."""
+        if not any(s.vectors.spans for s in scored):
+            return Selection([], None, "no sentence was found in the passages")
         probs = self.model.sentence.score(sentence_matrix(question, scored))
-        order = sorted(range(len(rows)), key=lambda k: -probs[k])
-        best = float(probs[order[0]])
-        if best < self.model.answer_threshold:
-            return []
-        quotes: list[Quote] = []
-        covered: list[tuple[int, int, int]] = []  # (passage, start, end) already quoted
-        for k in order:
-            if len(quotes) >= self.model.max_quotes or probs[k] < max(self.model.answer_threshold, best - self.model.quote_margin):
-                break
-            i, span = rows[k]
-            spans = scored[i].vectors.spans
-            span = with_list(scored[i].passage.text, spans, spans.index(span))
-            if any(i == ci and span.start < ce and cs < span.end for ci, cs, ce in covered):
-                continue  # an item already quoted with its lead-in
-            covered.append((i, span.start, span.end))
-            p = scored[i].passage
-            quotes.append(Quote(n=i + 1, sentence=p.text[span.start : span.end], chunk_id=p.chunk_id,
-                                char_start=span.start, char_end=span.end, score=round(float(probs[k]), 4),
-                                table_row=span.table_row))
-        return quotes
+        quotes = pick_quotes(scored, probs, self.model.answer_threshold, self.model.max_quotes, self.model.quote_margin)
+        if not quotes:
+            return Selection([], None, "no sentence scores as an answer")
+        said = [q.sentence for q in quotes]
+        cited = [cited_text(scored[q.n - 1].passage) for q in quotes]
+        missing = unaddressed_terms(question, " ".join(said), cited)
+        if self.model.answerable is None:
+            gap = f"the passages found do not mention {', '.join(missing)}" if missing else answer_gap(question, said, cited)
+            return Selection(quotes, None, gap)
+        row = answerability_row(question, scored, probs, said, cited)
+        confidence = float(self.model.answerable.score(np.asarray([row]))[0])
+        gap = answer_gap(question, said, cited)
+        if gap is None and confidence < self.model.answerable_threshold:
+            terms = missing or _missing_terms(question, said, cited)
+            gap = (f"the passages found do not mention {', '.join(terms)}" if terms
+                   else f"the closest sentences do not match it closely enough (confidence {confidence:.2f})")
+        return Selection(quotes, round(confidence, 4), gap)
+
+
+@dataclass
+class Selection:
+    """The chosen sentences and the verdict on them."""
+
+    quotes: list[Quote]
+    confidence: float | None  # the answerability head's probability (None without a head)
+    gap: str | None  # why the quotes do not answer the question, or None when they do
+
+
+def cited_text(p: RetrievedPassage) -> str:
+    return f"{p.title} {p.section_label}\n{p.text}"
+
+
+def pick_quotes(scored: list[Scored], probs: np.ndarray, threshold: float, max_quotes: int, margin: float) -> list[Quote]:
+    """Up to `max_quotes` sentences scoring at least `threshold` and within `margin` of the best, best
+    first, a lead-in with its list; numbered by their passage's position in `scored`."""
+    rows = [(i, span) for i, s in enumerate(scored) for span in s.vectors.spans]
+    if not rows:
+        return []
+    order = sorted(range(len(rows)), key=lambda k: -probs[k])
+    best = float(probs[order[0]])
+    if best < threshold:
+        return []
+    quotes: list[Quote] = []
+    covered: list[tuple[int, int, int]] = []  # (passage, start, end) already quoted
+    for k in order:
+        if len(quotes) >= max_quotes or probs[k] < max(threshold, best - margin):
+            break
+        i, span = rows[k]
+        spans = scored[i].vectors.spans
+        span = with_list(scored[i].passage.text, spans, spans.index(span))
+        if any(i == ci and span.start < ce and cs < span.end for ci, cs, ce in covered):
+            continue  # an item already quoted with its lead-in
+        covered.append((i, span.start, span.end))
+        p = scored[i].passage
+        quotes.append(Quote(n=i + 1, sentence=p.text[span.start : span.end], chunk_id=p.chunk_id,
+                            char_start=span.start, char_end=span.end, score=round(float(probs[k]), 4),
+                            table_row=span.table_row))
+    return quotes
+
+
+ANSWERABLE_FEATURES = (
+    "best_sentence", "top3_sentences", "best_passage", "passage_cos", "sentence_cos", "missing_in_quoted",
+    "missing_in_evidence", "topic_terms", "cues_met", "gap",
+)
+
+
+def _missing_terms(question: str, said: list[str], cited: list[str]) -> list[str]:
+    found = _stems(" ".join(said) + "\n" + "\n".join(cited))
+    return [t for t in topic_terms(question) if t[:_STEM] not in found]
+
+
+def answerability_row(question: str, scored: list[Scored], probs: np.ndarray, said: list[str], cited: list[str]) -> list[float]:
+    """Question-level features of the answerability head (ANSWERABLE_FEATURES): how well the best
+    sentences score, how close the passages are, and how many of the question's topic words the
+    quoted passages (and all the passages) leave unmentioned; a question asking for a dose, value,
+    time, drug or referral wants its best sentence to hold one."""
+    cues = QuestionCues.of(question)
+    terms = topic_terms(question)
+    top = np.sort(probs)[::-1]
+    evidence = " ".join(f"{heading_text(s.passage)}\n{s.passage.text}" for s in scored)
+    in_evidence = _stems(evidence)
+    asked = sum([cues.dose, cues.number, cues.when, cues.which, cues.refer])
+    met = sum(_cues(cues, said[0])) if said else 0.0
+    return [
+        float(top[0]) if len(top) else 0.0,
+        float(top[:3].mean()) if len(top) else 0.0,
+        max((s.score for s in scored), default=0.0),
+        max((s.passage_cos for s in scored), default=0.0),
+        max((float(s.sentence_cos.max()) for s in scored if s.sentence_cos.size), default=0.0),
+        len(_missing_terms(question, said, cited)) / len(terms) if terms else 0.0,
+        sum(t[:_STEM] not in in_evidence for t in terms) / len(terms) if terms else 0.0,
+        min(len(terms), 8) / 8,
+        met / asked if asked else 1.0,
+        float(answer_gap(question, said, cited) is not None),
+    ]
 
 
 def passage_features(s: Scored, cues: QuestionCues) -> list[float]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 
 from core.answering.citations import SUPPORT_THRESHOLD, cited_numbers, has_marker, verify
-from core.answering.evidence import EvidenceSelector, answer_gap
+from core.answering.evidence import EvidenceSelector
 from core.answering.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, RETRY_REMINDER, PromptTemplate, build_messages
 from core.answering.relevance import unaddressed_terms
 from core.answering.retrieval import Retriever
@@ -223,17 +223,11 @@ class AnswerService:
         assert self._selector is not None
         t0 = time.perf_counter()
         scored = self._selector.rescore(query, self._selector.embed_query(query), evidence)
-        quotes = self._selector.select(query, scored)
-        gap = None
-        if quotes:
-            quoted = [evidence[q.n - 1] for q in quotes]
-            cited = [f"{p.title} {p.section_label}\n{p.text}" for p in quoted]
-            said = [q.sentence for q in quotes]
-            missing = unaddressed_terms(query, " ".join(said), cited)
-            gap = f"the passages found do not mention {', '.join(missing)}" if missing else answer_gap(query, said, cited)
+        selection = self._selector.choose(query, scored)
+        quotes, gap = selection.quotes, selection.gap
         base.timings.select_s = round(time.perf_counter() - t0, 3)
         if not quotes or gap:
-            message = NO_ANSWER_SENTENCE_MESSAGE if not gap else NO_ANSWER_SENTENCE_MESSAGE.replace(
+            message = NO_ANSWER_SENTENCE_MESSAGE if not quotes or not gap else NO_ANSWER_SENTENCE_MESSAGE.replace(
                 "this question, so", f"this question ({gap}), so")
             return self._refuse(base, "no_evidence", message, evidence)
         quoted_answer = _quoted(base, quotes, evidence)

@@ -144,10 +144,46 @@ def split_sentences(message: str) -> list[str]:
 CueFn = Callable[[str], list[float]]
 
 
-def features(embedder: Embedder, texts: list[str], cues: CueFn) -> np.ndarray:
+def features(embedder: Embedder, texts: list[str], cues: CueFn, cache: Path | None = None) -> np.ndarray:
     """MiniLM embedding of each text, then the rules' cue features (negation, history, ...)."""
-    vectors = np.asarray(embedder.embed(texts), dtype=np.float64).reshape(len(texts), -1)
+    if cache is None:
+        vectors = np.asarray(embedder.embed(texts), dtype=np.float64).reshape(len(texts), -1)
+    else:
+        vectors = cached_vectors(embedder, texts, cache)
     return np.hstack([vectors, np.asarray([cues(t) for t in texts], dtype=np.float64).reshape(len(texts), -1)])
+
+
+def cached_vectors(embedder: Embedder, texts: list[str], cache: Path) -> np.ndarray:
+    """Embeddings of `texts`, reusing those an earlier training run with the same embedder kept in
+    `cache` (an .npz beside the trained head): a retrain after editing a few examples embeds only
+    those. An unreadable cache is ignored and rewritten."""
+    import hashlib
+
+    name = getattr(embedder, "name", type(embedder).__name__)
+    keys = [hashlib.sha1(f"{name}\0{t}".encode()).hexdigest() for t in texts]
+    known: dict[str, np.ndarray] = {}
+    try:
+        with np.load(cache) as data:
+            known = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+    except (OSError, ValueError, KeyError):
+        known = {}
+    missing = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in known}.values())
+    if missing:
+        fresh = np.asarray(embedder.embed([texts[i] for i in missing]), dtype=np.float32).reshape(len(missing), -1)
+        for i, v in zip(missing, fresh, strict=True):
+            known[keys[i]] = v
+        kept = list(dict.fromkeys(keys))
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            with tmp.open("wb") as f:
+                np.savez(f, keys=np.asarray(kept), vectors=np.stack([known[k] for k in kept]))
+            tmp.replace(cache)
+        except OSError:
+            pass  # the cache only saves time
+    if not keys:
+        return np.zeros((0, embedder.dim))
+    return np.stack([known[k] for k in keys]).astype(np.float64)
 
 
 class EmergencyScreen:
@@ -215,12 +251,30 @@ def rule_examples(rules_dir: Path) -> list[TrainingExample]:
     return out
 
 
-def _threshold_for_recall(probs: np.ndarray, labels: np.ndarray, recall: float) -> float:
-    positives = np.sort(probs[labels == 1])
-    if not len(positives):
-        return 0.5
-    k = int(np.floor((1.0 - recall) * len(positives)))
-    return float(positives[k]) - 1e-6
+def _choose_bars(cv: np.ndarray, cv_part: np.ndarray, labels: np.ndarray, caught: np.ndarray, muted: np.ndarray,
+                 recall: float) -> tuple[float, float]:
+    """(message bar, sentence bar): for each candidate sentence bar, the highest message bar that still
+    lets the screen escalate `recall` of the emergencies; the pair with the least over-escalation wins
+    (ties: the higher sentence bar). A sentence bar above 1 switches sentence scoring off."""
+    positive, negative = labels == 1, labels == 0
+    need = int(np.ceil(recall * positive.sum())) - int((caught & positive).sum())
+    open_ = ~caught & ~muted
+    best: tuple[float, float, float] | None = None  # (over-escalation, -sentence bar, message bar)
+    for s_bar in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.01):
+        by_part = open_ & (cv_part >= s_bar)
+        left = need - int((by_part & positive).sum())
+        rest = np.sort(cv[positive & open_ & ~by_part])[::-1]
+        if left <= 0 or not len(rest):
+            t_bar = 0.99
+        else:
+            t_bar = float(rest[min(left, len(rest)) - 1]) - 1e-6
+        t_bar = min(t_bar, s_bar)
+        escalated = caught | (open_ & ((cv >= t_bar) | (cv_part >= max(s_bar, t_bar))))
+        over = float(np.mean(escalated[negative])) if negative.any() else 0.0
+        if best is None or (over, -s_bar) < best[:2]:
+            best = (over, -s_bar, t_bar)
+    assert best is not None
+    return best[2], min(1.01, -best[1])
 
 
 OtherLayers = Callable[[str], tuple[bool, bool, bool]]
@@ -228,7 +282,7 @@ OtherLayers = Callable[[str], tuple[bool, bool, bool]]
 
 def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_names: tuple[str, ...],
           folds: int = 5, recall: float = TARGET_RECALL,
-          other_layers: OtherLayers | None = None) -> EmergencyClassifier:
+          other_layers: OtherLayers | None = None, vector_cache: Path | None = None) -> EmergencyClassifier:
     """Fit the head; choose the threshold from cross-validated probabilities (each example scored by a
     model that did not see it) so that the whole screen escalates `recall` of the training emergencies.
 
@@ -239,26 +293,34 @@ def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_
     started = time.perf_counter()
     texts = [e.text for e in examples]
     labels = np.asarray([e.label for e in examples], dtype=np.float64)
-    rows = features(embedder, texts, cues)
+    # A long message is also scored sentence by sentence (a red flag among chit-chat): embed those too,
+    # so the sentence bar is chosen from the same cross-validated scores as the message bar.
+    owners, parts = [], []
+    for i, t in enumerate(texts):
+        sentences = split_sentences(t)
+        if len(sentences) > 1:
+            owners += [i] * len(sentences)
+            parts += sentences
+    all_rows = features(embedder, texts + parts, cues, vector_cache)
+    rows, part_rows = all_rows[: len(texts)], all_rows[len(texts) :]
+    part_owner = np.asarray(owners, dtype=np.int64)
     vectors = rows[:, : embedder.dim]
     embed_s = time.perf_counter() - started
     names = (*(f"e{i}" for i in range(embedder.dim)), *cue_names)
     order = np.random.default_rng(11).permutation(len(examples)) % folds
     cv = np.zeros(len(examples))
+    cv_part = np.zeros(len(examples))  # best sentence of each long message (0 for one-sentence messages)
     for k in range(folds):
         fold_head = fit_mlp(rows[order != k], labels[order != k], names)
         cv[order == k] = fold_head.score(rows[order == k])
+        mine = order[part_owner] == k if len(part_owner) else np.zeros(0, dtype=bool)
+        if mine.any():
+            np.maximum.at(cv_part, part_owner[mine], fold_head.score(part_rows[mine]))
     layers = [other_layers(t) if other_layers else (False, False, False) for t in texts]
     caught = np.asarray([esc for esc, _, _ in layers])
     muted = np.asarray([question and not esc for esc, question, _ in layers])
     declined = np.asarray([dec and not esc for esc, _, dec in layers])
-    # Emergencies left to the classifier: not caught by the other layers and not read as a question.
-    needed = int(np.ceil(recall * labels.sum())) - int((caught & (labels == 1)).sum())
-    open_probs = np.sort(cv[(labels == 1) & ~caught & ~muted])[::-1]
-    if needed <= 0 or not len(open_probs):
-        threshold = 0.99
-    else:
-        threshold = float(open_probs[min(needed, len(open_probs)) - 1]) - 1e-6
+    threshold, sentence_threshold = _choose_bars(cv, cv_part, labels, caught, muted, recall)
     # Declined messages: the bar that keeps `recall` of the emergencies among them (enough of them, else 0.9).
     declined_pos = np.sort(cv[declined & (labels == 1)])
     declined_threshold = 0.9
@@ -273,7 +335,8 @@ def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_
     for name, vs in sorted(cats.items()):
         c = np.mean(vs, axis=0)
         centroids[name] = [round(float(x), 5) for x in c / (np.linalg.norm(c) or 1.0)]
-    predicted = caught | ((cv >= np.where(declined, declined_threshold, threshold)) & ~muted)
+    bar = np.where(declined, declined_threshold, threshold)
+    predicted = caught | (((cv >= bar) | (cv_part >= np.maximum(bar, sentence_threshold))) & ~muted)
     per_category: dict[str, dict[str, float]] = {}
     for cat in sorted({e.category for e in examples}):
         idx = [i for i, e in enumerate(examples) if e.category == cat]
@@ -286,6 +349,8 @@ def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_
     report: dict[str, object] = {
         "examples": len(examples), "emergencies": int(labels.sum()), "non_urgent": int(len(labels) - labels.sum()),
         "categories": len(centroids), "sources": dict(Counter(e.source.split(":")[0].split(" ")[0] for e in examples)),
+        "sentence_bar": "chosen with the message bar: the pair that reaches the target recall with the least "
+                        "over-escalation (cross-validated, sentences of long messages scored on their own)",
         "head": "MLP, 64 hidden units (torch, AdamW, weight decay 0.01, 30 epochs)", "folds": folds, "target_recall": recall,
         "other_layers": {"escalated": int(caught.sum()), "emergencies_caught": int((caught & (labels == 1)).sum()),
                          "guideline_questions_muted": int(muted.sum()), "declined_by_rules": int(declined.sum()),
@@ -297,13 +362,14 @@ def train(embedder: Embedder, examples: list[TrainingExample], cues: CueFn, cue_
         "per_category": per_category,
         "embed_s": round(embed_s, 1), "train_s": round(time.perf_counter() - started, 1),
     }
-    # A single sentence carries less context than the message: demand a little more of it.
-    sentence_threshold = min(0.99, threshold + (1.0 - threshold) * 0.25)
     return EmergencyClassifier(
         version=time.strftime("%Y%m%d-%H%M%S"), embedder=getattr(embedder, "name", "unknown"), head=head,
         threshold=round(threshold, 4), sentence_threshold=round(sentence_threshold, 4),
         declined_threshold=round(declined_threshold, 4), categories=centroids, report=report,
     )
+
+
+VECTOR_CACHE = "training_vectors.npz"  # beside the head; not shipped (see .gitignore)
 
 
 def retrain(embedder: Embedder, rules_dir: Path, out: Path = CLASSIFIER_FILE, corpus: Path = CORPUS_DIR) -> EmergencyClassifier:
@@ -324,7 +390,8 @@ def retrain(embedder: Embedder, rules_dir: Path, out: Path = CLASSIFIER_FILE, co
         declined = decision.refusal is not None or decision.clarify is not None or decision.injection
         return escalated, rules.is_guideline_question(text), declined
 
-    model = train(embedder, examples, rules.cues, RuleSet.CUE_NAMES, other_layers=other_layers)
+    model = train(embedder, examples, rules.cues, RuleSet.CUE_NAMES, other_layers=other_layers,
+                  vector_cache=out.parent / VECTOR_CACHE)
     tmp = out.with_suffix(".tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text(model.model_dump_json(indent=1) + "\n", encoding="utf-8")
