@@ -206,7 +206,10 @@ class AnswerService:
         base.retrieved = [_ref(p) for p in passages]
         evidence = [p for p in passages if (p.similarity or 0.0) >= self._settings.min_passage_similarity]
         urgent = decision.escalation.message if decision.escalation else None
-        if not passages or max(p.similarity or 0.0 for p in passages) < self._settings.evidence_threshold:
+        gate = self._settings.evidence_threshold
+        if self._selector is not None and self._selector.gate is not None:
+            gate = self._selector.gate  # the answerability head decides above its own, lower gate
+        if not passages or max(p.similarity or 0.0 for p in passages) < gate:
             answer = self._refuse(base, "no_evidence", NO_EVIDENCE_MESSAGE, passages)
         elif self._selector is None:
             answer = yield from self._generate(base, question, evidence[: self._settings.max_passages], opts, urgent)
