@@ -488,7 +488,14 @@ def pick_quotes(scored: list[Scored], probs: np.ndarray, threshold: float, max_q
 ANSWERABLE_FEATURES = (
     "best_sentence", "top3_sentences", "best_passage", "passage_cos", "sentence_cos", "missing_in_quoted",
     "missing_in_evidence", "topic_terms", "cues_met", "gap", "missing_in_quoted_count", "acronyms_missing",
+    "drugs_missing",
 )
+# Drug names by their WHO INN stems (-pril, -sartan, -gliptin, -xaban, -grel, -plase...): a question naming
+# a drug that the quoted passages never mention is usually about guidance they do not give.
+_INN_DRUG = re.compile(
+    r"\b\w+(?:pril|sartan|olol|dipine|statin|azole|cillin|mycin|cycline|floxacin|gliflozin|gliptin|glutide|formin|"
+    r"parin|xaban|gatran|grel|plase|afil|faxine|oxetine|pramine|triptyline|lukast|phylline|sone|olone|terol|tropium|"
+    r"prazole|mab|nib)\b", re.I)
 # Abbreviations the question uses (DVT, UTI, NSTEMI, SGLT2): specific, and too short for the topic words.
 _ACRONYM = re.compile(r"\b[A-Z][A-Z0-9]{1,5}\b")
 
@@ -523,7 +530,16 @@ def answerability_row(question: str, scored: list[Scored], probs: np.ndarray, sa
         float(answer_gap(question, said, cited) is not None),
         min(len(_missing_terms(question, said, cited)), 3) / 3,
         _acronyms_missing(question, " ".join(said) + "\n" + "\n".join(cited)),
+        _drugs_missing(question, " ".join(said) + "\n" + "\n".join(cited)),
     ]
+
+
+def _drugs_missing(question: str, text: str) -> float:
+    drugs = {m.group().lower() for m in _INN_DRUG.finditer(question)}
+    if not drugs:
+        return 0.0
+    lowered = text.lower()
+    return sum(d not in lowered for d in drugs) / len(drugs)
 
 
 def _acronyms_missing(question: str, text: str) -> float:
