@@ -81,7 +81,7 @@ class AdapterRef(BaseModel):
 
 class Timings(BaseModel):
     retrieve_s: float = 0.0
-    select_s: float = Field(default=0.0, description="Choosing the answer sentences (core.evidence).")
+    select_s: float = Field(default=0.0, description="Choosing the answer sentences (core.answering.evidence).")
     generate_s: float = 0.0
     total_s: float = 0.0
     ttft_s: float | None = None
@@ -120,7 +120,7 @@ class Answer(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     nearest: list[RetrievedRef] = Field(default_factory=list, description="Closest sections shown on refusal.")
     quotes: list[Quote] = Field(
-        default_factory=list, description="Guideline sentences that answer the question, verbatim (core.evidence)."
+        default_factory=list, description="Guideline sentences that answer the question, verbatim (core.answering.evidence)."
     )
     summary: str = Field(default="", description="The model's summary as written (shown only when verified).")
     summary_shown: bool = Field(default=False, description="The summary verified and is shown above the quotes.")

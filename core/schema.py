@@ -80,7 +80,7 @@ class RetrievedPassage(BaseModel):
         default=None, description="Dense cosine similarity to the query, used by the evidence gate."
     )
     rerank_score: float | None = Field(
-        default=None, description="Passage reranker probability that it holds the answer (core.evidence)."
+        default=None, description="Passage reranker probability that it holds the answer (core.answering.evidence)."
     )
 
     @property

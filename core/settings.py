@@ -85,7 +85,7 @@ class AnswerSettings(BaseModel):
     evidence_first: bool = Field(
         default=True,
         description="Rerank passages and answer with verbatim guideline sentences, the model's summary on top "
-        "only when it verifies (core.evidence). Off: the model writes the answer (the checks stay).",
+        "only when it verifies (core.answering.evidence). Off: the model writes the answer (the checks stay).",
     )
     evidence_model: Path | None = Field(
         default=None, description="Evidence scorers file; unset = data/answering/evidence_model.json."

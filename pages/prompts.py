@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.answering.pipeline import gate_evidence
 from core.answering.prompt_store import (
     MAX_SYSTEM_CHARS,
     MAX_USER_CHARS,
@@ -14,7 +13,7 @@ from core.answering.prompt_store import (
     prompt_store_for,
 )
 from core.settings import Settings
-from pages.common import current_user, require_role, services
+from pages.common import answer_service, current_user, require_role, services
 
 require_role("admin")
 st.title("System prompts")
@@ -87,7 +86,7 @@ with preview_tab:
         svc = services()
         answer = svc.settings.answer
         found = svc.retriever.retrieve(question.strip(), answer.top_k)
-        evidence, enough = gate_evidence(found, answer)
+        evidence, enough = answer_service().gate(found)
         passages = evidence[: answer.max_passages]
         if not enough or not passages:
             st.warning("No passage passes the similarity floor and the evidence threshold (the pipeline's evidence "

@@ -63,6 +63,8 @@ CANDIDATES = 25
 TOP_PASSAGES = 5
 FOLDS = 5
 MAX_FALSE_REFUSALS = 0.08
+HEAD_MAX_FALSE_REFUSALS = 0.20
+HEAD_GATE = 0.30  # below it a question is off-topic for the library: the head decides above it
 MAX_QUOTES = 3
 QUOTE_MARGIN = 0.25
 
@@ -169,16 +171,17 @@ def _evaluate(case: Case, passage: LinearScorer, sentence: LinearScorer) -> Outc
     )
 
 
-def _threshold(outcomes: list[Outcome], gate: float, value: Callable[[Outcome], float]) -> float:
+def _threshold(outcomes: list[Outcome], gate: float, value: Callable[[Outcome], float],
+               share: float = MAX_FALSE_REFUSALS) -> float:
     """The highest threshold on `value` that refuses at most MAX_FALSE_REFUSALS of answerable questions
     (counting those the evidence gate and the hard checks refuse anyway)."""
     answer = sorted(value(o) for o in outcomes if o.case.expect == "answer" and o.case.gate >= gate and o.on_topic)
     n_answer = sum(o.case.expect == "answer" for o in outcomes)
-    allowed = int(MAX_FALSE_REFUSALS * n_answer) - (n_answer - len(answer))
+    allowed = int(share * n_answer) - (n_answer - len(answer))
     return max(0.0, answer[max(allowed, 0)] - 1e-4) if answer else 0.5
 
 
-def _fit_answerable(outcomes: list[Outcome], gate: float) -> tuple[LinearScorer, float, list[Outcome]]:
+def _fit_answerable(outcomes: list[Outcome], gate: float, share: float = MAX_FALSE_REFUSALS) -> tuple[LinearScorer, float, list[Outcome]]:
     """The answerability head, fitted on the cross-validated first-stage features (stacking): its own
     5-fold probabilities fill `confidence`, which sets the threshold."""
     usable = [o for o in outcomes if o.case.gate >= gate and not o.gap]
@@ -190,15 +193,29 @@ def _fit_answerable(outcomes: list[Outcome], gate: float) -> tuple[LinearScorer,
         for o, p in zip([u for u, f in zip(usable, folds, strict=True) if f == k], head.score(rows[folds == k]), strict=True):
             o.confidence = float(p)
     head = fit_logistic(rows, labels, ANSWERABLE_FEATURES)
-    threshold = _answerable_threshold(outcomes, gate)
+    threshold = _answerable_threshold(outcomes, gate, share)
     return head, threshold, outcomes
 
 
-def _answerable_threshold(outcomes: list[Outcome], gate: float) -> float:
-    answer = sorted(o.confidence for o in outcomes if o.case.expect == "answer" and o.case.gate >= gate and not o.gap)
-    n_answer = sum(o.case.expect == "answer" for o in outcomes)
-    allowed = int(MAX_FALSE_REFUSALS * n_answer) - (n_answer - len(answer))
-    return max(0.0, answer[max(allowed, 0)] - 1e-4) if answer else 0.5
+def _answerable_threshold(outcomes: list[Outcome], gate: float, share: float) -> float:
+    """The head's threshold: the one that maximises (answerable answered + unanswerable refused), both
+    cross-validated, among those refusing at most `share` of the answerable questions. A refusal still
+    shows the nearest sections, so a missed answer costs a look; a near miss shown as the answer can mislead."""
+    ans = [o for o in outcomes if o.case.expect == "answer"]
+    ref = [o for o in outcomes if o.case.expect == "refuse"]
+
+    def shown(o: Outcome, t: float) -> bool:
+        return o.case.gate >= gate and not o.gap and o.confidence >= t
+
+    best_t, best_j = 0.0, -1.0
+    for t in sorted({0.0, *(o.confidence for o in outcomes)}):
+        answered = sum(shown(o, t) for o in ans) / max(len(ans), 1)
+        if answered < 1.0 - share:
+            break
+        j = answered + sum(not shown(o, t) for o in ref) / max(len(ref), 1)
+        if j > best_j:
+            best_t, best_j = t, j
+    return max(0.0, best_t - 1e-4)
 
 
 def _summary(outcomes: list[Outcome], shown: Callable[[Outcome], bool]) -> dict[str, float]:
@@ -242,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=EVIDENCE_MODEL)
     parser.add_argument("--features", type=Path, help="Pickle of the retrieved candidates: reused if present, "
                         "written if not (for trying feature or threshold changes without re-embedding).")
+    parser.add_argument("--gate", type=float, default=HEAD_GATE,
+                        help="Evidence gate (best passage cosine) in front of the answerability head (default %(default)s).")
+    parser.add_argument("--max-false-refusals", type=float, default=MAX_FALSE_REFUSALS,
+                        help="Share of answerable training questions the thresholds may refuse (default %(default)s).")
+    parser.add_argument("--head-max-false-refusals", type=float, default=HEAD_MAX_FALSE_REFUSALS,
+                        help="Cap on answerable training questions the head may refuse (default %(default)s).")
     parser.add_argument("--no-answerable-head", action="store_true",
                         help="Decide by the sentence threshold and the topic-word check, as evidence-v1 did.")
     args = parser.parse_args(argv)
@@ -264,24 +287,29 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(FOLDS):
         passage, sentence = _fit([c for c, f in zip(cases, folds, strict=True) if f != k])
         held_out += [_evaluate(c, passage, sentence) for c, f in zip(cases, folds, strict=True) if f == k]
-    cv_threshold = _threshold(held_out, gate, lambda o: o.best)
-    head, head_threshold, _ = _fit_answerable(held_out, gate)
+    share = args.max_false_refusals
+    cv_threshold = _threshold(held_out, gate, lambda o: o.best, share)
+    head_gate = args.gate
+    head, head_threshold, _ = _fit_answerable(held_out, head_gate, args.head_max_false_refusals)
     passage, sentence = _fit(cases)
     final = [_evaluate(c, passage, sentence) for c in cases]
-    threshold = round(_threshold(final, gate, lambda o: o.best), 4)
+    threshold = round(_threshold(final, gate, lambda o: o.best, share), 4)
 
     def by_sentence(t: float) -> Callable[[Outcome], bool]:
         return lambda o: o.case.gate >= gate and o.best >= t and o.on_topic
 
     def by_head(o: Outcome) -> bool:
-        return o.case.gate >= gate and not o.gap and o.confidence >= head_threshold
+        return o.case.gate >= head_gate and not o.gap and o.confidence >= head_threshold
 
     report = {
         "trained_on": [str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p) for p in args.cases],
         "cases": len(cases), "candidates": CANDIDATES, "top_passages": TOP_PASSAGES,
-        "max_false_refusals": MAX_FALSE_REFUSALS, "evidence_gate": gate,
+        "max_false_refusals": share, "evidence_gate": gate,
         "cross_validated": {"folds": FOLDS, "threshold": round(cv_threshold, 4), **_summary(held_out, by_sentence(cv_threshold))},
-        "cross_validated_with_answerable_head": {"threshold": round(head_threshold, 4), **_summary(held_out, by_head)},
+        "cross_validated_with_answerable_head": {"gate": head_gate, "threshold": round(head_threshold, 4),
+                                                 "threshold_rule": "max(answered + refused), refusing at most "
+                                                 f"{args.head_max_false_refusals:.0%} of answerable questions",
+                                                 **_summary(held_out, by_head)},
         "training_fit": _summary(final, by_sentence(threshold)),
     }
     use_head = not args.no_answerable_head
@@ -289,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                           answer_threshold=0.0 if use_head else threshold, candidates=CANDIDATES,
                           max_quotes=MAX_QUOTES, quote_margin=QUOTE_MARGIN,
                           answerable=head if use_head else None, answerable_threshold=round(head_threshold, 4),
+                          gate=head_gate if use_head else None,
                           report=report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(model.model_dump_json(indent=2) + "\n", encoding="utf-8")

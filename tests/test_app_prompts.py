@@ -80,6 +80,7 @@ def test_preview_applies_the_pipelines_evidence_gate(monkeypatch: pytest.MonkeyP
     as in the pipeline (the preview once re-implemented the gate without it)."""
     monkeypatch.setenv("CQA_ANSWER__MIN_PASSAGE_SIMILARITY", "-1")
     monkeypatch.setenv("CQA_ANSWER__EVIDENCE_THRESHOLD", "1.01")
+    monkeypatch.setenv("CQA_ANSWER__EVIDENCE_FIRST", "false")  # else the answerability head's own gate applies
     at = _page()
     at.text_input(key="pr_question").input("adrenaline dose anaphylaxis")
     at.button(key="pr_preview").click().run(timeout=120)

@@ -54,7 +54,7 @@ def test_clinician_sees_cited_answer_and_sources(app: RunningApp, browser_page: 
     expect(page.get_by_text("Emergency Treatment of Anaphylaxis in Adults").first).to_be_visible()
     expect(page.get_by_text("verified").first).to_be_visible()
     expect(page.get_by_text("/ 8,192 tokens", exact=False).first).to_be_visible()
-    expect(page.get_by_role("button", name=re.compile("Open original"))).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("Open original")).first).to_be_visible()
     page.screenshot(path=str(test_output / "browser_chat.png"), full_page=True)
 
 

@@ -139,6 +139,17 @@ def test_the_answerability_head_decides_and_names_what_the_passages_do_not_menti
     assert selector.select(near_miss, selector.rescore(near_miss, selector.embed_query(near_miss), [_passage()])) == []
 
 
+def test_answerability_features_see_drugs_and_abbreviations_the_passages_do_not_mention() -> None:
+    from core.answering.evidence import _acronyms_missing, _drugs_missing
+
+    text = "Give clopidogrel 300 mg loading dose after a TIA. Amlodipine 5 mg daily."
+    assert _drugs_missing("What clopidogrel dose after NSTEMI?", text) == 0.0
+    assert _drugs_missing("sitagliptin dose with eGFR 35?", text) == 1.0
+    assert _drugs_missing("amlodipine or losartan first?", text) == 0.5
+    assert _acronyms_missing("What clopidogrel dose after NSTEMI?", text) == 1.0
+    assert _acronyms_missing("clopidogrel after a TIA?", text) == 0.0
+
+
 def test_the_dose_value_and_population_checks_overrule_a_confident_head() -> None:
     selector = EvidenceSelector(HashingEmbedder(), _with_head(threshold=0.0))
     question = "What is the adrenaline dose IM in pregnancy?"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.answering.evidence import EvidenceModel, EvidenceSelector, answer_gap
+from core.answering.evidence import ANSWERABLE_FEATURES, EvidenceModel, EvidenceSelector, LinearScorer, answer_gap
 from core.answering.pipeline import NO_ANSWER_SENTENCE_MESSAGE, SUMMARY_NOT_SHOWN, AnswerService, AskOptions
 from core.errors import LLMUnavailableError
 from core.library.embedding import HashingEmbedder
@@ -17,9 +17,13 @@ from tests.conftest import GUIDELINE
 QUESTION = "What dose of adrenaline in anaphylaxis?"
 
 
-def _evidence_service(svc: Services, llm: FakeLLM, threshold: float = 0.05) -> AnswerService:
+def _evidence_service(svc: Services, llm: FakeLLM, threshold: float = 0.05, head: LinearScorer | None = None,
+                      head_threshold: float = 0.5) -> AnswerService:
+    """The shipped scorers with a loose sentence threshold; the shipped answerability head is calibrated
+    on MiniLM, so with the hashing embedder of these tests it is replaced (`head`) or left out."""
     svc.library.ingest_bytes(GUIDELINE, "anaphylaxis.md")
-    model = EvidenceModel.load().model_copy(update={"answer_threshold": threshold})
+    model = EvidenceModel.load().model_copy(update={"answer_threshold": threshold, "answerable": head,
+                                                    "answerable_threshold": head_threshold, "gate": None})
     loose = AnswerSettings(evidence_threshold=0.05, min_passage_similarity=0.0, max_passages=3)
     return AnswerService(svc.retriever, llm, loose, GenerationParams(max_tokens=64),
                          selector=EvidenceSelector(HashingEmbedder(), model))
@@ -83,6 +87,20 @@ def test_a_quote_without_the_kind_of_answer_asked_for_is_not_an_answer(fake_serv
     assert answer_gap("What BP target in adults?", ["Aim lower."], [""]) == "no value is given in the sentences found"
     assert answer_gap("adrenaline dose?", ["Give adrenaline 0.5 mg IM."], ["Adults"]) is None
     assert answer_gap("dose in pregnancy?", ["Give 5 mg."], ["Adults only"]) == "the passages found do not mention pregnancy"
+
+
+def test_an_unconvinced_answerability_head_refuses_and_says_why(fake_services: Services) -> None:
+    names = list(ANSWERABLE_FEATURES)
+    # Refuses when most of the question's topic words are missing from the passages found.
+    head = LinearScorer(features=names, weights=[-10.0 if n == "missing_in_evidence" else 0.0 for n in names], bias=3.0,
+                        mean=[0.0] * len(names), scale=[1.0] * len(names))
+    answered = _evidence_service(fake_services, FakeLLM(lambda _: "unused"), head=head).ask(
+        QUESTION, options=AskOptions(summary=False))
+    assert answered.status == "answered" and answered.quotes
+    refused = _evidence_service(fake_services, FakeLLM(lambda _: "unused"), threshold=0.0, head=head).ask(
+        "What dose of methotrexate in rheumatoid arthritis flares?", options=AskOptions(summary=False))
+    assert refused.status == "refused" and refused.refusal is not None and refused.refusal.reason == "no_evidence"
+    assert "do not mention methotrexate" in refused.text and refused.nearest and not refused.quotes
 
 
 def test_summary_off_returns_the_quotes_without_asking_the_model(fake_services: Services) -> None:

@@ -147,6 +147,23 @@ def test_the_sentence_bar_is_chosen_with_the_message_bar_from_held_out_scores() 
     assert 0.3 < s_bar <= 0.97 and t_bar > 0.25
 
 
+def test_sentences_are_embedded_only_when_they_decide_or_explain(rules: RuleSet, classifier: EmergencyClassifier) -> None:
+    embedded: list[str] = []
+
+    class Counting(HashingEmbedder):
+        def embed(self, texts: list[str]) -> list[list[float]]:
+            embedded.extend(texts)
+            return super().embed(texts)
+
+    calm = "Hi there. I am fine today thanks. Can I renew my repeat prescription for statins?"
+    off = EmergencyScreen(Counting(), classifier.model_copy(update={"sentence_threshold": 1.01}), rules.cues)
+    assert not off.verdict(calm).escalate and embedded == [calm]  # the usual case: one embedding
+    embedded.clear()
+    on = EmergencyScreen(Counting(), classifier.model_copy(update={"sentence_threshold": 0.5}), rules.cues)
+    on.verdict(calm)
+    assert embedded == [calm, *split_sentences(calm)] and len(embedded) == 3
+
+
 def test_retrain_writes_atomically_and_refuses_too_little_data(rules: RuleSet, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -214,6 +214,23 @@ _POPULATIONS = {
 }
 
 
+_AGE_YEARS = re.compile(r"\b(\d{1,2})\s*-?\s*(?:years?|yrs?|y)\s*-?\s*(?:old|o)\b|\b(\d{1,2})\s*yo\b|\baged?\s+(\d{1,2})\b", re.I)
+_AGE_YOUNG = re.compile(r"\b\d{1,2}\s*-?\s*(?:months?|mo|weeks?|wks?|days?)\s*-?\s*old\b", re.I)
+CHILD_AGE_UNDER = 16
+
+
+def _asks_about(name: str, question: str) -> bool:
+    """Whether `question` is about that population: its words, or (children) an age under 16 or in
+    months, weeks or days ("a 6 year old", "9-month-old", "aged 4")."""
+    if _POPULATIONS[name].search(question):
+        return True
+    if name == "children":
+        if _AGE_YOUNG.search(question):
+            return True
+        return any(int(n) < CHILD_AGE_UNDER for m in _AGE_YEARS.finditer(question) for n in m.groups() if n)
+    return False
+
+
 def answer_gap(question: str, quotes: list[str], context: list[str]) -> str | None:
     """Why the chosen sentences cannot answer `question`, or None. Two checks any clinician would make:
     a dose question needs a sentence with a dose (a number and a unit) and a target question a number; a
@@ -226,7 +243,7 @@ def answer_gap(question: str, quotes: list[str], context: list[str]) -> str | No
         return "no value is given in the sentences found"
     where = " ".join(context)
     for name, pattern in _POPULATIONS.items():
-        if pattern.search(question) and not pattern.search(where):
+        if _asks_about(name, question) and not pattern.search(where):
             return f"the passages found do not mention {name}"
     return None
 
@@ -324,6 +341,8 @@ class EvidenceModel(BaseModel):
     answer_threshold: float = Field(description="A sentence scoring below this is not shown as an answer.")
     answerable: LinearScorer | None = Field(default=None, description="Question-level head: do the chosen sentences answer it?")
     answerable_threshold: float = Field(default=0.5, description="Below this, the chosen sentences are not shown as an answer.")
+    gate: float | None = Field(default=None, description="The evidence gate (best passage cosine) the answerability head "
+                               "was trained behind; it replaces the answer settings' gate when evidence-first answers are on.")
     candidates: int = Field(default=25, description="Hybrid-search candidates reranked per question.")
     max_quotes: int = Field(default=3)
     quote_margin: float = Field(default=0.25, description="Further quotes must score within this of the best.")
@@ -361,6 +380,10 @@ class EvidenceSelector:
     @property
     def candidates(self) -> int:
         return self.model.candidates
+
+    @property
+    def gate(self) -> float | None:
+        return self.model.gate if self.model.answerable is not None else None
 
     def embed_query(self, text: str) -> list[float]:
         return self.cache.embedder.embed_query(text)
@@ -464,8 +487,17 @@ def pick_quotes(scored: list[Scored], probs: np.ndarray, threshold: float, max_q
 
 ANSWERABLE_FEATURES = (
     "best_sentence", "top3_sentences", "best_passage", "passage_cos", "sentence_cos", "missing_in_quoted",
-    "missing_in_evidence", "topic_terms", "cues_met", "gap",
+    "missing_in_evidence", "topic_terms", "cues_met", "gap", "missing_in_quoted_count", "acronyms_missing",
+    "drugs_missing",
 )
+# Drug names by their WHO INN stems (-pril, -sartan, -gliptin, -xaban, -grel, -plase...): a question naming
+# a drug that the quoted passages never mention is usually about guidance they do not give.
+_INN_DRUG = re.compile(
+    r"\b\w+(?:pril|sartan|olol|dipine|statin|azole|cillin|mycin|cycline|floxacin|gliflozin|gliptin|glutide|formin|"
+    r"parin|xaban|gatran|grel|plase|afil|faxine|oxetine|pramine|triptyline|lukast|phylline|sone|olone|terol|tropium|"
+    r"prazole|mab|nib)\b", re.I)
+# Abbreviations the question uses (DVT, UTI, NSTEMI, SGLT2): specific, and too short for the topic words.
+_ACRONYM = re.compile(r"\b[A-Z][A-Z0-9]{1,5}\b")
 
 
 def _missing_terms(question: str, said: list[str], cited: list[str]) -> list[str]:
@@ -496,7 +528,25 @@ def answerability_row(question: str, scored: list[Scored], probs: np.ndarray, sa
         min(len(terms), 8) / 8,
         met / asked if asked else 1.0,
         float(answer_gap(question, said, cited) is not None),
+        min(len(_missing_terms(question, said, cited)), 3) / 3,
+        _acronyms_missing(question, " ".join(said) + "\n" + "\n".join(cited)),
+        _drugs_missing(question, " ".join(said) + "\n" + "\n".join(cited)),
     ]
+
+
+def _drugs_missing(question: str, text: str) -> float:
+    drugs = {m.group().lower() for m in _INN_DRUG.finditer(question)}
+    if not drugs:
+        return 0.0
+    lowered = text.lower()
+    return sum(d not in lowered for d in drugs) / len(drugs)
+
+
+def _acronyms_missing(question: str, text: str) -> float:
+    acronyms = set(_ACRONYM.findall(question))
+    if not acronyms:
+        return 0.0
+    return sum(not re.search(rf"\b{re.escape(a)}\b", text, re.I) for a in acronyms) / len(acronyms)
 
 
 def passage_features(s: Scored, cues: QuestionCues) -> list[float]:

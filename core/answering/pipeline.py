@@ -152,6 +152,13 @@ class AnswerService:
         retrieval and generation have even started; `run` applies the same decision."""
         return self._safety.check(question)
 
+    def gate(self, passages: list[RetrievedPassage]) -> tuple[list[RetrievedPassage], bool]:
+        """The evidence gate as this pipeline applies it (see `gate_evidence`), so a preview can show it."""
+        gate = self._settings.evidence_threshold
+        if self._selector is not None and self._selector.gate is not None:
+            gate = self._selector.gate  # the answerability head decides above its own, lower gate
+        return gate_evidence(passages, self._settings, gate)
+
     def ask(self, question: str, history: list[Turn] | None = None, options: AskOptions | None = None) -> Answer:
         return self.run(question, history, options).result()
 
@@ -204,7 +211,7 @@ class AnswerService:
         passages = self._retriever.retrieve(query, opts.top_k or self._settings.top_k)
         base.timings.retrieve_s = round(time.perf_counter() - t0, 3)
         base.retrieved = [_ref(p) for p in passages]
-        evidence, enough = gate_evidence(passages, self._settings)
+        evidence, enough = self.gate(passages)
         urgent = decision.escalation.message if decision.escalation else None
         if not enough:
             answer = self._refuse(base, "no_evidence", NO_EVIDENCE_MESSAGE, passages)
@@ -391,11 +398,14 @@ def _ref(p: RetrievedPassage) -> RetrievedRef:
     )
 
 
-def gate_evidence(passages: list[RetrievedPassage], settings: AnswerSettings) -> tuple[list[RetrievedPassage], bool]:
+def gate_evidence(
+    passages: list[RetrievedPassage], settings: AnswerSettings, threshold: float | None = None
+) -> tuple[list[RetrievedPassage], bool]:
     """The evidence gate: the passages above the similarity floor (what the model may be given, best
-    first), and whether the best passage is close enough to the question to answer at all."""
+    first), and whether the best passage reaches `threshold` (default: the settings' evidence threshold)."""
     evidence = [p for p in passages if (p.similarity or 0.0) >= settings.min_passage_similarity]
-    enough = bool(passages) and max(p.similarity or 0.0 for p in passages) >= settings.evidence_threshold
+    gate = settings.evidence_threshold if threshold is None else threshold
+    enough = bool(passages) and max(p.similarity or 0.0 for p in passages) >= gate
     return evidence, enough
 
 

@@ -197,17 +197,23 @@ class EmergencyScreen:
         self._centroids = np.asarray([model.categories[n] for n in self._names]) if self._names else None
 
     def verdict(self, message: str, declined: bool = False) -> Verdict:
+        sentence_on = self.model.sentence_threshold <= 1.0
         sentences = split_sentences(message)
-        texts = [message] + (sentences if len(sentences) > 1 else [])
+        long = len(sentences) > 1
+        texts = [message] + (sentences if long and sentence_on else [])
         rows = features(self._embedder, texts, self._cues)
-        vectors = rows[:, : self._embedder.dim]
         probs = self.model.head.score(rows)
         whole = float(probs[0])
+        bar = max(self.model.declined_threshold, self.model.threshold) if declined else self.model.threshold
+        if long and not sentence_on and whole >= bar:
+            # Sentences do not decide, but the explanation names the one that reads most like an emergency.
+            extra = features(self._embedder, sentences, self._cues)
+            rows, probs, texts = np.vstack([rows, extra]), np.concatenate([probs, self.model.head.score(extra)]), texts + sentences
+        vectors = rows[:, : self._embedder.dim]
         best = int(np.argmax(probs[1:])) + 1 if len(texts) > 1 else 0
         part = float(probs[best]) if best else 0.0
-        bar = max(self.model.declined_threshold, self.model.threshold) if declined else self.model.threshold
         sentence_bar = max(bar, self.model.sentence_threshold)
-        escalate = whole >= bar or (best > 0 and part >= sentence_bar)
+        escalate = whole >= bar or (sentence_on and best > 0 and part >= sentence_bar)
         pick = best if best and part >= whole else 0
         category = ""
         if self._centroids is not None:
