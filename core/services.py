@@ -116,7 +116,8 @@ def build_selector(settings: Settings, embedder: Embedder) -> EvidenceSelector |
     """The passage reranker and answer-sentence scorer (off: plain hybrid search, model-written answers)."""
     if not settings.answer.evidence_first:
         return None
-    return EvidenceSelector(embedder, EvidenceModel.load(settings.answer.evidence_model or EVIDENCE_MODEL))
+    model = EvidenceModel.load(settings.answer.evidence_model or EVIDENCE_MODEL)
+    return EvidenceSelector(embedder, model.for_embedder(getattr(embedder, "name", "")))
 
 
 def build_answer_service(services: Services, llm: LLMBackend | None = None) -> AnswerService:

@@ -55,6 +55,7 @@ from core.answering.relevance import unaddressed_terms  # noqa: E402
 from core.answering.retrieval import _passage  # noqa: E402
 from core.bootstrap import corpus_files  # noqa: E402
 from core.evaluation.facts import contains_fact, holds_source  # noqa: E402
+from core.library.embedding import MiniLMEmbedder  # noqa: E402
 from core.schema import RetrievedPassage  # noqa: E402
 from core.services import Services, build_services  # noqa: E402
 from core.settings import REPO_ROOT, Settings  # noqa: E402
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     use_head = not args.no_answerable_head
     model = EvidenceModel(version="evidence-v2" if use_head else "evidence-v1", passage=passage, sentence=sentence,
-                          answer_threshold=0.0 if use_head else threshold, candidates=CANDIDATES,
+                          answer_threshold=threshold, candidates=CANDIDATES, embedder=MiniLMEmbedder.name,
                           max_quotes=MAX_QUOTES, quote_margin=QUOTE_MARGIN,
                           answerable=head if use_head else None, answerable_threshold=round(head_threshold, 4),
                           gate=head_gate if use_head else None,

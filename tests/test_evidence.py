@@ -150,6 +150,17 @@ def test_answerability_features_see_drugs_and_abbreviations_the_passages_do_not_
     assert _acronyms_missing("clopidogrel after a TIA?", text) == 0.0
 
 
+def test_the_head_is_used_only_with_the_embedder_it_was_calibrated_on() -> None:
+    model = _with_head().model_copy(update={"gate": 0.3, "embedder": "all-MiniLM-L6-v2"})
+    assert model.for_embedder("all-MiniLM-L6-v2") is model
+    other = model.for_embedder("hashing-fake")
+    assert other.answerable is None and other.gate is None and other.answer_threshold == model.answer_threshold
+    assert dict(zip(other.passage.features, other.passage.weights, strict=True))["hybrid_rank"] == 1.0
+    assert sum(abs(w) for w in other.passage.weights) == 1.0  # hybrid order only
+    shipped = EvidenceModel.load()
+    assert shipped.answerable is not None and shipped.embedder == "all-MiniLM-L6-v2" and shipped.gate is not None
+
+
 def test_the_dose_value_and_population_checks_overrule_a_confident_head() -> None:
     selector = EvidenceSelector(HashingEmbedder(), _with_head(threshold=0.0))
     question = "What is the adrenaline dose IM in pregnancy?"

@@ -338,7 +338,9 @@ class EvidenceModel(BaseModel):
     version: str
     passage: LinearScorer
     sentence: LinearScorer
-    answer_threshold: float = Field(description="A sentence scoring below this is not shown as an answer.")
+    answer_threshold: float = Field(description="A sentence scoring below this is not shown as an answer (without an "
+                                    "answerability head; with one, the head decides).")
+    embedder: str = Field(default="all-MiniLM-L6-v2", description="The embedder the scorers were trained with.")
     answerable: LinearScorer | None = Field(default=None, description="Question-level head: do the chosen sentences answer it?")
     answerable_threshold: float = Field(default=0.5, description="Below this, the chosen sentences are not shown as an answer.")
     gate: float | None = Field(default=None, description="The evidence gate (best passage cosine) the answerability head "
@@ -347,6 +349,18 @@ class EvidenceModel(BaseModel):
     max_quotes: int = Field(default=3)
     quote_margin: float = Field(default=0.25, description="Further quotes must score within this of the best.")
     report: dict[str, object] = Field(default_factory=dict)
+
+    def for_embedder(self, name: str) -> EvidenceModel:
+        """These scorers for an embedder called `name`: the answerability head and its gate are calibrated
+        on the training embedder's cosines, so with another (a test's hashing embedder) passages keep the
+        hybrid order and the decision falls back to the sentence threshold and the topic-word check."""
+        if name == self.embedder:
+            return self
+        # The reranker's cosine weights mean nothing on another embedder's vectors: keep the hybrid order.
+        names = self.passage.features
+        hybrid = LinearScorer(features=names, weights=[float(n == "hybrid_rank") for n in names], bias=0.0,
+                              mean=[0.0] * len(names), scale=[1.0] * len(names))
+        return self.model_copy(update={"answerable": None, "gate": None, "passage": hybrid})
 
     @classmethod
     def load(cls, path: Path = EVIDENCE_MODEL) -> EvidenceModel:
@@ -425,7 +439,8 @@ class EvidenceSelector:
         if not any(s.vectors.spans for s in scored):
             return Selection([], None, "no sentence was found in the passages")
         probs = self.model.sentence.score(sentence_matrix(question, scored))
-        quotes = pick_quotes(scored, probs, self.model.answer_threshold, self.model.max_quotes, self.model.quote_margin)
+        floor = 0.0 if self.model.answerable is not None else self.model.answer_threshold
+        quotes = pick_quotes(scored, probs, floor, self.model.max_quotes, self.model.quote_margin)
         if not quotes:
             return Selection([], None, "no sentence scores as an answer")
         said = [q.sentence for q in quotes]
