@@ -532,20 +532,22 @@ def answerability_row(question: str, scored: list[Scored], probs: np.ndarray, sa
     in_evidence = _stems(evidence)
     asked = sum([cues.dose, cues.number, cues.when, cues.which, cues.refer])
     met = sum(_cues(cues, said[0])) if said else 0.0
+    missing = len(_missing_terms(question, said, cited))
+    quoted = " ".join(said) + "\n" + "\n".join(cited)
     return [
         float(top[0]) if len(top) else 0.0,
         float(top[:3].mean()) if len(top) else 0.0,
         max((s.score for s in scored), default=0.0),
         max((s.passage_cos for s in scored), default=0.0),
         max((float(s.sentence_cos.max()) for s in scored if s.sentence_cos.size), default=0.0),
-        len(_missing_terms(question, said, cited)) / len(terms) if terms else 0.0,
+        missing / len(terms) if terms else 0.0,
         sum(t[:_STEM] not in in_evidence for t in terms) / len(terms) if terms else 0.0,
         min(len(terms), 8) / 8,
         met / asked if asked else 1.0,
         float(answer_gap(question, said, cited) is not None),
-        min(len(_missing_terms(question, said, cited)), 3) / 3,
-        _acronyms_missing(question, " ".join(said) + "\n" + "\n".join(cited)),
-        _drugs_missing(question, " ".join(said) + "\n" + "\n".join(cited)),
+        min(missing, 3) / 3,
+        _acronyms_missing(question, quoted),
+        _drugs_missing(question, quoted),
     ]
 
 

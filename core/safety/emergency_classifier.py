@@ -165,7 +165,7 @@ def cached_vectors(embedder: Embedder, texts: list[str], cache: Path) -> np.ndar
     try:
         with np.load(cache) as data:
             known = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
-    except (OSError, ValueError, KeyError):
+    except Exception:  # noqa: BLE001 - any damaged cache (truncated zip, wrong arrays) is rebuilt, never fatal
         known = {}
     missing = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in known}.values())
     if missing:
