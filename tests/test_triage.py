@@ -15,6 +15,8 @@ import pytest
 from core.errors import CQAError
 from core.library.embedding import HashingEmbedder
 from core.safety.emergency_classifier import (
+    TRIAGE_DIR,
+    VECTOR_CACHE,
     EmergencyClassifier,
     EmergencyScreen,
     TrainingExample,
@@ -22,8 +24,11 @@ from core.safety.emergency_classifier import (
     cached_vectors,
     corpus_examples,
     retrain,
+    rule_examples,
+    sentence_parts,
     split_sentences,
     train,
+    vector_key,
 )
 from core.safety.rule_schema import BUNDLED_RULES_DIR
 from core.safety.rules import RuleSet
@@ -191,10 +196,31 @@ def test_a_retrain_embeds_only_the_texts_it_has_not_seen(tmp_path: Path) -> None
     assert embedded == ["chest pain now", "a sore knee"] and first.shape == (3, 384)
     again = cached_vectors(Counting(), ["a sore knee", "new example"], cache)
     assert embedded[2:] == ["new example"]
-    assert np.allclose(again[0], first[1]) and np.allclose(again[1], HashingEmbedder().embed(["new example"])[0], atol=1e-6)
+    exact = np.asarray(HashingEmbedder().embed(["new example"])[0])
+    assert np.array_equal(again[0], first[1])  # read back: the very numbers the first run trained on
+    assert float(again[1] @ exact) / float(np.linalg.norm(again[1])) > 0.9999  # stored as int8, one scale per row
     for damaged in (b"not an npz", b"PK\x03\x04 truncated zip"):  # a damaged cache is rebuilt, never fatal
         cache.write_bytes(damaged)
         assert cached_vectors(Counting(), ["a sore knee"], cache).shape == (1, 384)
+    # Vectors shipped beside the shipped head seed a fresh install's cache; the seed itself is never written.
+    seed = tmp_path / "seed.npz"
+    cached_vectors(Counting(), ["seeded text"], seed)
+    seeded_bytes, embedded[:] = seed.read_bytes(), []
+    fresh_cache = tmp_path / "admin" / "vectors.npz"
+    cached_vectors(Counting(), ["seeded text", "admin's new example"], fresh_cache, seed)
+    assert embedded == ["admin's new example"] and seed.read_bytes() == seeded_bytes and fresh_cache.exists()
+
+
+def test_the_shipped_vectors_cover_the_shipped_corpus_so_a_first_retrain_embeds_nothing_new() -> None:
+    """Editing the corpus or the rules' examples without retraining (`python -m core.emergency_classifier`,
+    which refreshes data/triage/training_vectors.npz) fails here, not as a slow first retrain for an admin."""
+    with np.load(TRIAGE_DIR / VECTOR_CACHE) as data:
+        shipped = {k.tobytes() for k in data["keys"]}
+    texts = [e.text for e in corpus_examples() + rule_examples(BUNDLED_RULES_DIR)]
+    texts += sentence_parts(texts)[1]
+    embedder = EmergencyClassifier.load().embedder
+    missing = [t for t in texts if vector_key(embedder, t) not in shipped]
+    assert not missing, f"{len(missing)} training texts have no shipped vector, e.g. {missing[:3]}"
 
 
 def test_shipped_classifier_covers_the_categories_and_reports_its_training() -> None:

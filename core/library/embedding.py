@@ -42,34 +42,46 @@ def bundled_minilm_dir() -> Path:
 
 
 class MiniLMEmbedder(Embedder):
-    """all-MiniLM-L6-v2 through LlamaIndex's HuggingFaceEmbedding, loaded from disk only."""
+    """all-MiniLM-L6-v2 through sentence-transformers, loaded from disk only.
+
+    A batch goes through `SentenceTransformer.encode`. A single text (a question, a message for the
+    emergency screen) goes straight through the model's own modules (tokenise, BERT, mean pooling,
+    normalise): the same vector, without encode's batching machinery, which costs a few ms per call
+    on the screen's hot path (`bench/safety.py`)."""
 
     name = "all-MiniLM-L6-v2"
     dim = 384
 
     def __init__(self, model_dir: Path | None = None, batch_size: int = 32) -> None:
-        from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+        from sentence_transformers import SentenceTransformer
 
         path = model_dir or bundled_minilm_dir()
         if not (path / "config.json").exists():
             raise CQAError(f"No embedding model found at {str(path)!r}.")
-        self._model: Any = HuggingFaceEmbedding(
-            model_name=str(path), device="cpu", embed_batch_size=batch_size, normalize=True
-        )
+        self._model: Any = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self._model.eval()
+        self._batch_size = batch_size
         # torch releases the GIL; one encode at a time keeps memory flat with many sessions.
         self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
+        if len(texts) == 1:
+            return [self.embed_query(texts[0])]
         with self._lock:
-            vectors: list[list[float]] = self._model.get_text_embedding_batch(texts)
-        return vectors
+            vectors = self._model.encode(texts, batch_size=self._batch_size, normalize_embeddings=True,
+                                         convert_to_numpy=True, show_progress_bar=False)
+        return [[float(v) for v in row] for row in vectors]
 
     def embed_query(self, text: str) -> list[float]:
-        with self._lock:
-            vector: list[float] = self._model.get_query_embedding(text)
-        return vector
+        import torch
+
+        with self._lock, torch.inference_mode():
+            features = self._model.preprocess([text])
+            vector = self._model(features)["sentence_embedding"]
+            vector = torch.nn.functional.normalize(vector, dim=-1)
+        return [float(v) for v in vector[0]]
 
 
 class HashingEmbedder(Embedder):

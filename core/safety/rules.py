@@ -22,9 +22,11 @@ file may say), `rule_loading` (YAML with line numbers), `rule_matching` (phrases
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -80,6 +82,7 @@ class RuleSet:
         # atomic, and a lost write only means a word is stemmed twice.
         self._stems: dict[str, str] = {}
         self._regexes: dict[str, re.Pattern[str]] = {}
+        self._context: Callable[[str], _Context] = functools.lru_cache(maxsize=64)(self._build_context)
         self._compiled = [self._compile(r) for r in rules]
         self._misspell = [(wrong, re.compile(rf"(?<![\w']){re.escape(wrong)}(?![\w'])"), right) for wrong, right in (
             (basic_normalise(k).strip(), basic_normalise(v).strip()) for k, v in c.misspellings.items())]
@@ -238,7 +241,10 @@ class RuleSet:
     def _presents(self, text: str) -> bool:
         return bool(self._presentation.search(self._generic.sub(" ", text)))
 
-    def _context(self, message: str) -> _Context:
+    def _build_context(self, message: str) -> _Context:
+        """Per-message work every rule shares. `check`, `cues` and `is_guideline_question` each need it
+        for the same message, one after the other, so the last few are kept (`self._context`); nothing
+        mutates a built context."""
         sentences = self.sentences(message)
         own = [self._presents(s.surface) for s in sentences]
         anyone = any(own)
