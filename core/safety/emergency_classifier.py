@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from core.answering.evidence import LinearScorer
 from core.errors import CQAError
+from core.learning import LinearScorer
 from core.library.embedding import Embedder
 from core.settings import REPO_ROOT
 
