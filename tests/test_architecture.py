@@ -4,6 +4,9 @@ order works, and core never imports streamlit."""
 from __future__ import annotations
 
 import ast
+import os
+import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +118,48 @@ def _all_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
     return found
+
+
+def documented_commands() -> set[str]:
+    """Every `python -m core...` module named in README.md, docs/ and the Makefile."""
+    found: set[str] = set()
+    for path in [REPO / "README.md", REPO / "Makefile", *sorted((REPO / "docs").glob("*.md"))]:
+        found.update(re.findall(r"python3? -m (core(?:\.[a-z_]+)+)", path.read_text(encoding="utf-8")))
+    return found
+
+
+class _Exec(Exception):
+    pass
+
+
+def test_every_documented_command_runs_a_main_in_core_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands live in core/cli/. A documented `python -m core.NAME` is a two-line alias that imports its
+    main; `core.adapters.train` / `.evaluate` sit in a package core/cli imports (importing back would be a
+    cycle, and would run the file twice), so they re-exec the interpreter on their core/cli command."""
+    modules = core_modules()
+    commands = documented_commands()
+    assert {"core.ask", "core.adapters.train", "core.adapters.evaluate", "core.emergency_classifier"} <= commands
+
+    def execv(path: str, argv: list[str]) -> None:
+        raise _Exec(argv)
+
+    monkeypatch.setattr(os, "execv", execv)
+    monkeypatch.setattr(sys, "argv", ["x", "--help"])
+    for command in sorted(commands):
+        assert command in modules, f"{command} is documented but does not exist"
+        source = modules[command].read_text(encoding="utf-8")
+        assert 'if __name__ == "__main__":' in source, f"{command} runs nothing"
+        if command.startswith("core.cli."):
+            continue
+        imported = {node.module for node in ast.walk(ast.parse(source))
+                    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("core.cli.")
+                    and [a.name for a in node.names] == ["main"]}
+        if command.count(".") == 1:
+            assert len(imported) == 1 and imported <= set(modules), f"{command} is not an alias of a core/cli main"
+            continue
+        monkeypatch.delitem(sys.modules, command, raising=False)  # runpy warns about an imported module
+        with pytest.raises(_Exec) as run:
+            runpy.run_module(command, run_name="__main__")
+        argv = run.value.args[0]
+        assert argv[:2] == [sys.executable, "-m"] and argv[3:] == ["--help"], argv
+        assert argv[2].startswith("core.cli.") and argv[2] in modules, argv
