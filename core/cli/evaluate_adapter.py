@@ -1,4 +1,4 @@
-"""Base vs base+adapter for an adapter's model card (`core.adapters.evaluate`): on its held-out validation
+"""Base vs base+adapter for an adapter's model card (`core.evaluation.adapter_card`): on its held-out validation
 split, and with `--cases` through the whole pipeline on an evaluation set.
 
     python -m core.adapters.evaluate NAME_OR_PATH [--limit N] [--cases CASES.jsonl] [--skip-validation]
@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.adapters.evaluate import evaluate_into_card, evaluate_on_cases, write_card_section
 from core.adapters.registry import resolve_adapter
 from core.errors import CQAError
+from core.evaluation.adapter_card import evaluate_into_card, evaluate_on_cases, write_card_section
 from core.settings import Settings
 
 

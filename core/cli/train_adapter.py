@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-from core.adapters.evaluate import evaluate_into_card
 from core.adapters.progress import TrainProgress
 from core.adapters.train import (
     StatusFile,
@@ -26,6 +25,7 @@ from core.adapters.train import (
     train_adapter,
 )
 from core.errors import CQAError
+from core.evaluation.adapter_card import evaluate_into_card
 from core.llm.embedded import resolve_model_path
 from core.settings import Settings
 
