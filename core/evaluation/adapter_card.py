@@ -7,7 +7,7 @@ the way the pipeline judges a real answer:
 - format validity: the reply either declines (NOT IN GUIDELINES, no markers) or has at least one
   citation marker and every marker names a passage that was given;
 - verified-citation rate (answerable examples): every sentence is supported by the passage it cites
-  (`core.citations.verify`, the same check the chat applies);
+  (`core.answering.citations.verify`, the same check the chat applies);
 - false refusals (answerable examples): the reply would reach the clinician as a refusal although the
   answer was in the passages: it declines, or its format is invalid (the pipeline refuses those as
   "could not be checked"); `declined_rate` counts explicit NOT IN GUIDELINES replies alone;
