@@ -44,7 +44,7 @@ eval: venv
 
 # Train a LoRA adapter from the library in CQA_DATA_DIR (default ./var): make train NAME=my-adapter
 train: venv
-	$(BIN)/python -m core.adapters.train --name $(or $(NAME),cqa-local) $(ARGS)
+	$(BIN)/python -m core.cli.train_adapter --name $(or $(NAME),cqa-local) $(ARGS)
 
 eval-safety: venv
 	$(BIN)/python scripts/eval_safety.py

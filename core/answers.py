@@ -1,13 +1,20 @@
-"""The `Answer` contract: what the pipeline returns, the CLI prints and evaluation reads.
+"""The `Answer` contract: what the pipeline returns, the CLI prints and evaluation reads; and a
+`Comparison` of two answers on the same passages (made by `core.evaluation.compare`, kept with the
+user's preference by `core.governance.preferences`).
 
 Field names in the issue's contract are never renamed; new fields are only added.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
+
+from core.schema import RetrievedPassage
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 AnswerStatus = Literal["answered", "refused", "escalated"]
 RefusalReason = Literal["no_evidence", "out_of_scope", "unsafe", "invalid_output", "model_unavailable", "empty_library", "needs_clarification"]
@@ -125,3 +132,28 @@ class Answer(BaseModel):
     summary: str = Field(default="", description="The model's summary as written (shown only when verified).")
     summary_shown: bool = Field(default=False, description="The summary verified and is shown above the quotes.")
     summary_error: str = Field(default="", description="Why the model could not write a summary (e.g. unreachable).")
+
+
+class Difference(BaseModel):
+    measure: str
+    a: str
+    b: str
+    differs: bool
+
+
+class Comparison(BaseModel):
+    """One question answered by configurations A and B on the identical passages."""
+
+    question: str
+    config_a: str = Field(description="e.g. 'prompt v2 · no adapter'.")
+    config_b: str
+    passages: list[RetrievedPassage] = Field(description="Retrieved once; both sides were given these.")
+    retrieve_s: float
+    a: Answer
+    b: Answer
+    differences: list[Difference]
+
+    def differences_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame([d.model_dump() for d in self.differences], columns=["measure", "a", "b", "differs"])

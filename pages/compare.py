@@ -5,8 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core.answering.prompt_store import prompt_store_for
+from core.answers import Comparison
 from core.errors import CQAError
-from core.evaluation.compare import Comparison, PreferenceError, Preferred, compare_sides, preference_store_for
+from core.evaluation.compare import compare_sides
+from core.governance.preferences import PreferenceError, Preferred, preference_store_for
 from core.settings import Settings
 from pages.common import current_user, require_role
 from pages.compare_batch import batch_mode

@@ -38,14 +38,12 @@ from core.answering.evidence import (  # noqa: E402
     PASSAGE_FEATURES,
     SENTENCE_FEATURES,
     EvidenceModel,
-    LinearScorer,
     QuestionCues,
     Scored,
     SentenceCache,
     answer_gap,
     answerability_row,
     cited_text,
-    fit_logistic,
     passage_matrix,
     pick_quotes,
     sentence_matrix,
@@ -55,6 +53,7 @@ from core.answering.relevance import unaddressed_terms  # noqa: E402
 from core.answering.retrieval import _passage  # noqa: E402
 from core.bootstrap import corpus_files  # noqa: E402
 from core.evaluation.facts import contains_fact, holds_source  # noqa: E402
+from core.learning import LinearScorer, fit_logistic  # noqa: E402
 from core.library.embedding import MiniLMEmbedder  # noqa: E402
 from core.schema import RetrievedPassage  # noqa: E402
 from core.services import Services, build_services  # noqa: E402

@@ -17,10 +17,10 @@ from core.adapters.dataset import (
     passage_of,
     red_flags_from_rules,
 )
-from core.adapters.evaluate import judge, passages_of
 from core.answering.citations import verify
 from core.answering.prompts import BUILTIN_PROMPT, build_messages
 from core.errors import CQAError
+from core.evaluation.adapter_card import judge, passages_of
 from core.library.embedding import HashingEmbedder
 from core.library.store import StoredChunk
 from core.safety.rules import RuleSet

@@ -4,6 +4,9 @@ order works, and core never imports streamlit."""
 from __future__ import annotations
 
 import ast
+import os
+import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -79,24 +82,80 @@ def test_test_modules_do_not_import_each_other() -> None:
 
 
 IMPORT_ALL = """
-import random, sys, importlib
-names = sys.argv[2:]
-random.Random(int(sys.argv[1])).shuffle(names)
-for name in names:
-    importlib.import_module(name)
+import importlib, random, sys, traceback
+seeds, names = [int(s) for s in sys.argv[1].split(",")], sys.argv[2:]
+for n, seed in enumerate(seeds):
+    if n:  # a fresh core/ (the libraries it uses stay loaded: they never import core)
+        for key in [k for k in sys.modules if k == "core" or k.startswith("core.")]:
+            del sys.modules[key]
+    order = sorted(names)
+    random.Random(seed).shuffle(order)
+    for name in order:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            sys.exit(f"order {seed} (the sorted names shuffled), importing {name}:\\n{traceback.format_exc()}")
 assert "streamlit" not in sys.modules, "core imported streamlit"
-print(len(names))
+print(len(seeds) * len(names))
 """
+ORDERS = (0, 1, 2, 3, 4, 5)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_every_core_module_imports_in_any_order_without_streamlit(seed: int) -> None:
-    """A fresh interpreter per order: a circular import would raise ImportError for some order."""
+def test_every_core_module_imports_in_any_order_without_streamlit() -> None:
+    """Every core module imported in several random orders, each order into a fresh `core` (the first in a fresh
+    interpreter, the others after deleting every core.* entry of `sys.modules`): a circular import raises
+    ImportError for some order. One interpreter for all orders: a new one per order cost seconds each."""
     names = sorted(core_modules())
-    done = subprocess.run([sys.executable, "-c", IMPORT_ALL, str(seed), *names], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == str(len(names))
+    done = subprocess.run([sys.executable, "-c", IMPORT_ALL, ",".join(map(str, ORDERS)), *names], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stderr or done.stdout)[-3000:]
+    assert done.stdout.strip() == str(len(ORDERS) * len(names))
+
+
+# Packages (and the top-level modules of core/) from the bottom up, as in docs/architecture.md: a module imports
+# its own package and lower layers only, never one beside or above its own.
+LAYERS: list[set[str]] = [
+    {"core", "core.settings", "core.errors", "core.schema", "core.answers", "core.learning"},
+    {"core.library", "core.llm"},
+    {"core.safety"},
+    {"core.governance"},
+    {"core.answering"},
+    {"core.services"},
+    {"core.adapters", "core.bootstrap"},
+    {"core.evaluation"},
+    {"core.cli"},
+    {"core.ask", "core.compare", "core.emergency_classifier", "core.eval", "core.first_start", "core.ingest",
+     "core.migrate_store", "core.retrieve", "core.users"},  # aliases of core/cli commands
+]
+
+
+def layer_of(module: str) -> tuple[int, str]:
+    """(layer, package) of a core module: its package is the first two parts of its name; the base modules
+    are one package (answers.py uses schema.py)."""
+    package = ".".join(module.split(".")[:2])
+    for rank, members in enumerate(LAYERS):
+        if package in members:
+            return rank, "core (base)" if rank == 0 else package
+    raise AssertionError(f"{package} is in no layer of tests/test_architecture.py LAYERS (docs/architecture.md)")
+
+
+def test_the_layers_keep_the_edges_that_once_pointed_back() -> None:
+    """The emergency classifier once imported the evidence scorer (safety → answering), and the adapters' model
+    card evaluation ran the batch comparison (adapters → evaluation)."""
+    assert layer_of("core.safety.x")[0] < layer_of("core.answering.x")[0]
+    assert layer_of("core.adapters.x")[0] < layer_of("core.evaluation.x")[0]
+
+
+def test_imports_point_down_the_layers() -> None:
+    modules = core_modules()
+    backward = []
+    for name, path in modules.items():
+        rank, package = layer_of(name)
+        for target in sorted(imports_of(path, modules)):
+            other_rank, other = layer_of(target)
+            if other != package and other_rank >= rank:
+                backward.append(f"{name} → {target}")
+    assert backward == []
 
 
 def test_core_never_imports_streamlit() -> None:
@@ -115,3 +174,48 @@ def _all_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
     return found
+
+
+def documented_commands() -> set[str]:
+    """Every `python -m core...` module named in README.md, docs/ and the Makefile."""
+    found: set[str] = set()
+    for path in [REPO / "README.md", REPO / "Makefile", *sorted((REPO / "docs").glob("*.md"))]:
+        found.update(re.findall(r"python3? -m (core(?:\.[a-z_]+)+)", path.read_text(encoding="utf-8")))
+    return found
+
+
+class _Exec(Exception):
+    pass
+
+
+def test_every_documented_command_runs_a_main_in_core_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands live in core/cli/. A documented `python -m core.NAME` is a two-line alias that imports its
+    main; `core.adapters.train` / `.evaluate` sit in a package core/cli imports (importing back would be a
+    cycle, and would run the file twice), so they re-exec the interpreter on their core/cli command."""
+    modules = core_modules()
+    commands = documented_commands()
+    assert {"core.ask", "core.adapters.train", "core.adapters.evaluate", "core.emergency_classifier"} <= commands
+
+    def execv(path: str, argv: list[str]) -> None:
+        raise _Exec(argv)
+
+    monkeypatch.setattr(os, "execv", execv)
+    monkeypatch.setattr(sys, "argv", ["x", "--help"])
+    for command in sorted(commands):
+        assert command in modules, f"{command} is documented but does not exist"
+        source = modules[command].read_text(encoding="utf-8")
+        assert 'if __name__ == "__main__":' in source, f"{command} runs nothing"
+        if command.startswith("core.cli."):
+            continue
+        imported = {node.module for node in ast.walk(ast.parse(source))
+                    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("core.cli.")
+                    and [a.name for a in node.names] == ["main"]}
+        if command.count(".") == 1:
+            assert len(imported) == 1 and imported <= set(modules), f"{command} is not an alias of a core/cli main"
+            continue
+        monkeypatch.delitem(sys.modules, command, raising=False)  # runpy warns about an imported module
+        with pytest.raises(_Exec) as run:
+            runpy.run_module(command, run_name="__main__")
+        argv = run.value.args[0]
+        assert argv[:2] == [sys.executable, "-m"] and argv[3:] == ["--help"], argv
+        assert argv[2].startswith("core.cli.") and argv[2] in modules, argv

@@ -8,14 +8,8 @@ import pytest
 
 from core.answering.pipeline import AnswerService, AskOptions
 from core.answering.prompts import BUILTIN_PROMPT
-from core.evaluation.compare import (
-    FixedPassages,
-    PreferenceError,
-    PreferenceStore,
-    compare,
-    config_label,
-    preference_store_for,
-)
+from core.evaluation.compare import FixedPassages, compare, config_label
+from core.governance.preferences import PreferenceError, PreferenceStore, preference_store_for
 from core.llm import AdapterChoice, ChatMessage, FakeLLM, GenerationParams
 from core.services import Services
 from core.settings import Settings

@@ -11,15 +11,14 @@ from core.answering.evidence import (
     SENTENCE_FEATURES,
     EvidenceModel,
     EvidenceSelector,
-    LinearScorer,
     QuestionCues,
     SentenceCache,
-    fit_logistic,
     sentence_spans,
     with_list,
 )
 from core.errors import CQAError
 from core.evaluation.facts import contains_fact, holds_source, section_matches
+from core.learning import LinearScorer, fit_logistic
 from core.library.embedding import HashingEmbedder
 from core.schema import RetrievedPassage
 

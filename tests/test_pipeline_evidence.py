@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.answering.evidence import ANSWERABLE_FEATURES, EvidenceModel, EvidenceSelector, LinearScorer, answer_gap
+from core.answering.evidence import ANSWERABLE_FEATURES, EvidenceModel, EvidenceSelector, answer_gap
 from core.answering.pipeline import NO_ANSWER_SENTENCE_MESSAGE, SUMMARY_NOT_SHOWN, AnswerService, AskOptions
 from core.errors import LLMUnavailableError
+from core.learning import LinearScorer
 from core.library.embedding import HashingEmbedder
 from core.llm import ChatMessage, FakeLLM, GenerationParams
 from core.services import Services

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from core.adapters.dataset import load_examples
-from core.adapters.evaluate import judge
 from core.adapters.registry import AdapterRegistry
+from core.evaluation.adapter_card import judge
 from core.llm import AdapterChoice, ChatMessage, GenerationParams
 from core.llm.embedded import EmbeddedLlamaBackend
 from core.settings import LLMSettings, Settings

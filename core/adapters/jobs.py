@@ -76,7 +76,7 @@ def start_training(
     adapters_dir: Path, name: str, dataset: Dataset, *, description: str = "", time_budget_s: float | None = None,
     epochs: float | None = None, evaluate: bool = True, env: dict[str, str] | None = None,
 ) -> JobStatus:
-    """Save `dataset` and start `python -m core.adapters.train` on it in the background."""
+    """Save `dataset` and start the training command (`core.cli.train_adapter`) on it in the background."""
     check_new_name(adapters_dir, name)
     folder = jobs_dir(adapters_dir) / name
     shutil.rmtree(folder, ignore_errors=True)
@@ -85,7 +85,7 @@ def start_training(
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise CQAError(f"Could not save the training data: {exc.strerror or exc} (is the disk full?).") from exc
-    cmd = [sys.executable, "-m", "core.adapters.train", "--name", name, "--dataset", str(folder / "dataset"),
+    cmd = [sys.executable, "-m", "core.cli.train_adapter", "--name", name, "--dataset", str(folder / "dataset"),
            "--out", str(adapters_dir), "--status", str(folder / "status.json"), "--description", description]
     if time_budget_s:
         cmd += ["--time-budget", str(time_budget_s)]

@@ -4,6 +4,8 @@
     python -m core.adapters.train --name x --dataset DIR          # a dataset saved earlier (train.jsonl, ...)
     python -m core.adapters.train --name x --max-steps 5          # a smoke run
 
+(the command itself is `core/cli/train_adapter.py`, which also ends a run with the model card's evaluation).
+
 The adapter appears in the registry (`<adapters dir>/<name>.gguf`) only when everything worked: the
 GGUF file is moved into place last, after its model card and dataset; a failed or cancelled run
 leaves nothing behind. Progress goes to the callback (and, from the CLI, to a JSON status file that
@@ -12,13 +14,11 @@ the app's adapters page reads); SIGTERM cancels a CLI run cleanly.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import random
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -347,65 +347,6 @@ class StatusFile:
         os.replace(tmp, self.path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.adapters.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--description", default="")
-    parser.add_argument("--dataset", type=Path, help="A saved dataset folder instead of building one from the library.")
-    parser.add_argument("--out", type=Path, help="Adapters folder (default: <data dir>/adapters).")
-    parser.add_argument("--epochs", type=float)
-    parser.add_argument("--max-steps", type=int)
-    parser.add_argument("--rank", type=int)
-    parser.add_argument("--alpha", type=float)
-    parser.add_argument("--lr", type=float, dest="learning_rate")
-    parser.add_argument("--grad-accum", type=int)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--time-budget", type=float, dest="time_budget_s", metavar="SECONDS",
-                        help="Cut the number of steps to fit this many seconds of training.")
-    parser.add_argument("--status", type=Path, help="Write progress as JSON to this file.")
-    parser.add_argument("--overwrite", action="store_true", help="Replace an adapter of the same name.")
-    parser.add_argument("--no-eval", action="store_true", help="Skip the base vs adapter evaluation for the card.")
-    args = parser.parse_args(argv)
-
-    from core.llm.embedded import resolve_model_path
-    from core.settings import Settings
-
-    status = StatusFile(args.status)
-    cancel = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: cancel.set())
-    started = time.monotonic()
-    try:
-        settings = Settings()
-        overrides = {k: v for k, v in vars(args).items()
-                     if k in TrainConfig.model_fields and k not in ("name", "description") and v is not None}
-        config = TrainConfig(name=args.name, description=args.description, **overrides)
-        out = args.out or settings.data_dir / "adapters"
-        status(TrainProgress(phase="dataset", message="Building the dataset from the guideline library…"))
-        dataset = load_dataset_dir(args.dataset) if args.dataset else build_library_dataset(settings, args.seed)
-        counts = ", ".join(f"{k} {v}" for k, v in dataset.report.counts.items())
-        status(TrainProgress(phase="dataset", message=f"{dataset.report.examples} examples ({counts})",
-                             elapsed_s=round(time.monotonic() - started, 1)))
-        result = train_adapter(dataset, resolve_model_path(settings.llm), out, config, status, cancel, args.overwrite)
-        if not args.no_eval:
-            from core.adapters.evaluate import evaluate_into_card
-
-            evaluate_into_card(result.adapter, settings, progress=status, cancel=cancel)
-        status(TrainProgress(phase="done", message=f"Adapter written: {result.adapter}",
-                             elapsed_s=round(time.monotonic() - started, 1)))
-        return 0
-    except TrainingCancelled as exc:
-        status(TrainProgress(phase="cancelled", message=str(exc), elapsed_s=round(time.monotonic() - started, 1)))
-        return 4
-    except CQAError as exc:
-        status(TrainProgress(phase="failed", message=str(exc), elapsed_s=round(time.monotonic() - started, 1)))
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except ValueError as exc:  # pydantic validation of the options
-        status(TrainProgress(phase="failed", message=str(exc).splitlines()[0]))
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the documented `python -m core.adapters.train`: the command is core/cli/train_adapter.py
+    # (importing it from here would be an import cycle), so this process becomes that command.
+    os.execv(sys.executable, [sys.executable, "-m", "core.cli.train_adapter", *sys.argv[1:]])

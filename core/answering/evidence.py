@@ -5,7 +5,7 @@ retrieval found. So the sentences (or table rows) of the passages are scored as 
 question and the best ones are shown verbatim, each with its exact character span; the model's
 summary goes on top only when it verifies (`core.pipeline`).
 
-Two small logistic-regression scorers over explainable features, learned from the team's evaluation
+Two small logistic-regression scorers (`core.learning.LinearScorer`) over explainable features, learned from the team's evaluation
 set by `scripts/train_evidence.py` and shipped as `data/answering/evidence_model.json` with their
 training report:
 - the **passage reranker** orders the hybrid search's top candidates (the section that holds the answer
@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from core.answering.relevance import topic_terms, unaddressed_terms
 from core.answers import Quote
 from core.errors import CQAError
+from core.learning import LinearScorer
 from core.library.embedding import Embedder
 from core.library.store import index_text
 from core.schema import RetrievedPassage
@@ -313,23 +314,6 @@ class SentenceCache:
 # --------------------------------------------------------------------------------------------------
 # The learned scorers
 # --------------------------------------------------------------------------------------------------
-
-
-class LinearScorer(BaseModel):
-    """Logistic regression over named features (standardised with the stored mean and scale)."""
-
-    features: list[str]
-    weights: list[float]
-    bias: float
-    mean: list[float]
-    scale: list[float]
-
-    def score(self, rows: np.ndarray) -> np.ndarray:
-        if rows.size == 0:
-            return np.zeros(len(rows))
-        z = (rows - np.asarray(self.mean)) / np.asarray(self.scale)
-        logits = z @ np.asarray(self.weights) + self.bias
-        return np.asarray(1.0 / (1.0 + np.exp(-logits)))
 
 
 class EvidenceModel(BaseModel):
@@ -620,25 +604,3 @@ def sentence_matrix(question: str, scored: list[Scored]) -> np.ndarray:
         return np.zeros((0, len(SENTENCE_FEATURES)))
     picks = [0, 2, 10]  # cosine, lexical overlap, passage score: relative to the best sentence of the question
     return np.hstack([own, own[:, picks] - own[:, picks].max(axis=0)])
-
-
-def fit_logistic(rows: np.ndarray, labels: np.ndarray, names: tuple[str, ...], l2: float = 1.0,
-                 iterations: int = 50) -> LinearScorer:
-    """L2-regularised logistic regression by Newton's method on standardised features."""
-    mean = rows.mean(axis=0)
-    scale = rows.std(axis=0)
-    scale[scale < 1e-6] = 1.0
-    z = np.hstack([(rows - mean) / scale, np.ones((len(rows), 1))])
-    w = np.zeros(z.shape[1])
-    reg = np.eye(z.shape[1]) * l2
-    reg[-1, -1] = 0.0
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(z @ w)))
-        grad = z.T @ (p - labels) + reg @ w
-        hess = (z * (p * (1 - p))[:, None]).T @ z + reg
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if float(np.abs(step).max()) < 1e-8:
-            break
-    return LinearScorer(features=list(names), weights=[round(float(x), 6) for x in w[:-1]], bias=round(float(w[-1]), 6),
-                        mean=[round(float(x), 6) for x in mean], scale=[round(float(x), 6) for x in scale])

@@ -7,18 +7,17 @@ negatives: the same symptoms negated, historical, resolved, mild or asked about 
 the rules' own YAML examples. A message is scored whole and sentence by sentence, so a red flag in
 sentence four of a long message is not diluted by the rest.
 
-`python -m core.emergency_classifier` retrains it (well under a minute on 2 cores) and writes
-`data/triage/classifier.json` with its training report; the rules page has a button for the same.
+`python -m core.emergency_classifier` (`core.cli.train_classifier`) retrains it (well under a minute on
+2 cores) and writes `data/triage/classifier.json` with its training report; the rules page has a button
+for the same.
 Held-out test sets (`tests/data/blind/`) are never read here.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -28,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from core.answering.evidence import LinearScorer
 from core.errors import CQAError
+from core.learning import LinearScorer
 from core.library.embedding import Embedder
 from core.settings import REPO_ROOT
 
@@ -455,27 +454,3 @@ def retrain(embedder: Embedder, rules_dir: Path, out: Path = CLASSIFIER_FILE, co
     tmp.write_text(model.model_dump_json(indent=1) + "\n", encoding="utf-8")
     tmp.replace(out)
     return model
-
-
-def main(argv: list[str] | None = None) -> int:
-    from core.library.embedding import MiniLMEmbedder
-    from core.safety.rule_schema import BUNDLED_RULES_DIR
-
-    parser = argparse.ArgumentParser(prog="python -m core.emergency_classifier",
-                                     description="Retrain the emergency classifier from the corpus and the rules' examples.")
-    parser.add_argument("--rules", type=Path, default=BUNDLED_RULES_DIR)
-    parser.add_argument("--out", type=Path, default=CLASSIFIER_FILE)
-    args = parser.parse_args(argv)
-    try:
-        model = retrain(MiniLMEmbedder(), args.rules, args.out)
-    except CQAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report = {k: v for k, v in model.report.items() if k != "per_category"}
-    print(json.dumps(report, indent=2))
-    print(f"threshold {model.threshold} (sentence {model.sentence_threshold}); wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
