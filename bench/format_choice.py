@@ -4,7 +4,7 @@ For the answerable demo questions the pipeline would send to the model (past the
 the same messages (`core.prompts.build_messages`, same passages as the pipeline) are generated in
 each mode on the bundled SmolLM2-135M:
 
-- free:    today's pipeline: free text, then `core.pipeline.format_ok` / `declines`; an invalid
+- free:    today's pipeline: free text, then `core.answering.pipeline.format_ok` / `declines`; an invalid
            answer is retried once with `RETRY_REMINDER` as the pipeline does (on the first
            BENCH_FORMAT_RETRY_QUESTIONS questions, to keep the run under ~10 minutes);
 - gbnf:    `cited_answer_gbnf(n)`: 1-3 sentences, each ending ". [n]", or exactly "NOT IN GUIDELINES";
@@ -12,7 +12,7 @@ each mode on the bundled SmolLM2-135M:
 - json:    llama.cpp `response_format={"type": "json_object", "schema": cited_answer_schema(n)}`.
 
 Per mode: format validity (the pipeline's own check; for JSON: parses, 1-3 sentences, each with a
-source), sentences verified by `core.citations.verify`, answers fully grounded, latency p50/p95,
+source), sentences verified by `core.answering.citations.verify`, answers fully grounded, latency p50/p95,
 time to first token and completion tokens. Prints `RATIO format_<mode>_vs_free_latency <x>` (p50 over
 the same questions, first attempt only) and `RATIO format_<mode>_valid_rate <x>`.
 The decision and the measured table are in docs/output-format.md.
@@ -276,7 +276,7 @@ def summarise(outcomes: dict[str, list[Outcome]]) -> None:
         )
     print(f"valid: the pipeline's format check on the first attempt. valid+retry, p50+retry: after the pipeline's one "
           f"retry (free text, first {N_RETRY} questions). claims ok: sentences with a clinical claim that "
-          "core.citations verifies / such sentences, in valid answers. grounded: answers the pipeline would mark "
+          "core.answering.citations verifies / such sentences, in valid answers. grounded: answers the pipeline would mark "
           "grounded. at cap: first attempts that hit max_tokens. Latency: first attempt, whole generation.")
     free = {r.qid: r for r in outcomes["free"]}
     for mode, rows in outcomes.items():

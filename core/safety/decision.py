@@ -2,7 +2,7 @@
 
 The pipeline calls `SafetyRules.check` before retrieval and honours its decision: an escalation is
 prefixed to whatever follows and wins over every refusal; a refusal without escalation stops the
-pipeline. `core.rules.RuleSet` is the real implementation (rules in `data/rules/*.yaml`).
+pipeline. `core.safety.rules.RuleSet` is the real implementation (rules in `data/rules/*.yaml`).
 """
 
 from __future__ import annotations

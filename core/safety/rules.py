@@ -276,7 +276,7 @@ class RuleSet:
 
     def is_guideline_question(self, message: str) -> bool:
         """The message reads as a question about guidance and presents nobody ("What is the first-line
-        treatment for DKA?"): the learned layer of the screen does not escalate it (core.triage)."""
+        treatment for DKA?"): the learned layer of the screen does not escalate it (core.safety.triage)."""
         return not any(c.presentation for c in self._context(message).sentences)
 
     def check(self, message: str) -> SafetyDecision:
@@ -336,7 +336,7 @@ class RuleSet:
         return results
 
     def evaluate(self, cases: list[SafetyCase], screen: SafetyRules | None = None) -> SafetyReport:
-        """Score `cases` with these rules, or with a whole `screen` built on them (core.triage)."""
+        """Score `cases` with these rules, or with a whole `screen` built on them (core.safety.triage)."""
         results = []
         for case in cases:
             decision = (screen or self).check(case.message)

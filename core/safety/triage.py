@@ -1,6 +1,6 @@
 """The emergency screen every message passes before anything else: three layers, each explainable.
 
-1. **Rules** (`core.rules`, `data/rules/*.yaml`): normalised phrase rules an admin edits.
+1. **Rules** (`core.safety.rules`, `data/rules/*.yaml`): normalised phrase rules an admin edits.
 2. **Vital signs** (`core.vitals`, `data/triage/vitals.yaml`): numbers people type, against published
    thresholds (NEWS2, paediatric limits, glucose, ketones, potassium, GCS).
 3. **Learned classifier** (`core.emergency_classifier`, `data/triage/classifier.json`): MiniLM
