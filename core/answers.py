@@ -129,6 +129,10 @@ class Answer(BaseModel):
     quotes: list[Quote] = Field(
         default_factory=list, description="Guideline sentences that answer the question, verbatim (core.answering.evidence)."
     )
+    evidence_confidence: float | None = Field(
+        default=None, description="The answerability head's probability that the chosen sentences answer the "
+        "question (core/answering/evidence.py); compared with its threshold, it decided quotes vs refusal. "
+        "None when no head ran (evidence gate refusal, evidence-first off, another embedder).")
     summary: str = Field(default="", description="The model's summary as written (shown only when verified).")
     summary_shown: bool = Field(default=False, description="The summary verified and is shown above the quotes.")
     summary_error: str = Field(default="", description="Why the model could not write a summary (e.g. unreachable).")

@@ -1,4 +1,4 @@
-"""Train the evidence scorers (passage reranker and answer-sentence scorer) of `core.evidence` on the
+"""Train the evidence scorers (passage reranker and answer-sentence scorer) of `core.answering.evidence` on the
 team's evaluation set and write `data/answering/evidence_model.json` with its training report.
 
     .venv/bin/python scripts/train_evidence.py [CASES.jsonl ...] [--out PATH]

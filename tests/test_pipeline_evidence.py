@@ -98,10 +98,13 @@ def test_an_unconvinced_answerability_head_refuses_and_says_why(fake_services: S
     answered = _evidence_service(fake_services, FakeLLM(lambda _: "unused"), head=head).ask(
         QUESTION, options=AskOptions(summary=False))
     assert answered.status == "answered" and answered.quotes
+    # The head's probability is recorded with the answer (and so in the audit log), answered or refused.
+    assert answered.evidence_confidence is not None and answered.evidence_confidence >= 0.5
     refused = _evidence_service(fake_services, FakeLLM(lambda _: "unused"), threshold=0.0, head=head).ask(
         "What dose of methotrexate in rheumatoid arthritis flares?", options=AskOptions(summary=False))
     assert refused.status == "refused" and refused.refusal is not None and refused.refusal.reason == "no_evidence"
     assert "do not mention methotrexate" in refused.text and refused.nearest and not refused.quotes
+    assert refused.evidence_confidence is not None and refused.evidence_confidence < 0.5
 
 
 def test_summary_off_returns_the_quotes_without_asking_the_model(fake_services: Services) -> None:

@@ -3,7 +3,7 @@
 A 135M model cannot be trusted to write the answer, but the answer is usually *in* the passages that
 retrieval found. So the sentences (or table rows) of the passages are scored as answers to the
 question and the best ones are shown verbatim, each with its exact character span; the model's
-summary goes on top only when it verifies (`core.pipeline`).
+summary goes on top only when it verifies (`core.answering.pipeline`).
 
 Two small logistic-regression scorers (`core.learning.LinearScorer`) over explainable features, learned from the team's evaluation
 set by `scripts/train_evidence.py` and shipped as `data/answering/evidence_model.json` with their

@@ -1,7 +1,7 @@
 """Question → safety hook → hybrid retrieval + rerank → evidence gate → answer sentences (verbatim
 quotes) → prompt → generation of a summary → parse → citation verification → `Answer`.
 
-The answer is the guideline's own sentences (`core.evidence`); the model's summary goes on top only
+The answer is the guideline's own sentences (`core.answering.evidence`); the model's summary goes on top only
 when every sentence of it verifies against the passages it cites. So an answer never depends on the
 small model writing well, and the model never replaces the quotes.
 
@@ -232,6 +232,7 @@ class AnswerService:
         scored = self._selector.rescore(query, self._selector.embed_query(query), evidence)
         selection = self._selector.choose(query, scored)
         quotes, gap = selection.quotes, selection.gap
+        base.evidence_confidence = selection.confidence
         base.timings.select_s = round(time.perf_counter() - t0, 3)
         if not quotes or gap:
             message = NO_ANSWER_SENTENCE_MESSAGE if not quotes or not gap else NO_ANSWER_SENTENCE_MESSAGE.replace(
