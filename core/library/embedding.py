@@ -72,7 +72,8 @@ class MiniLMEmbedder(Embedder):
         with self._lock:
             vectors = self._model.encode(texts, batch_size=self._batch_size, normalize_embeddings=True,
                                          convert_to_numpy=True, show_progress_bar=False)
-        return [[float(v) for v in row] for row in vectors]
+        rows: list[list[float]] = vectors.tolist()  # one C-level conversion, not 384 Python floats a row
+        return rows
 
     def embed_query(self, text: str) -> list[float]:
         import torch
@@ -81,7 +82,8 @@ class MiniLMEmbedder(Embedder):
             features = self._model.preprocess([text])
             vector = self._model(features)["sentence_embedding"]
             vector = torch.nn.functional.normalize(vector, dim=-1)
-        return [float(v) for v in vector[0]]
+        values: list[float] = vector[0].tolist()
+        return values
 
 
 class HashingEmbedder(Embedder):
