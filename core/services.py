@@ -7,11 +7,13 @@ when that backend is chosen.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.answering.evidence import EVIDENCE_MODEL, EvidenceModel, EvidenceSelector
 from core.answering.pipeline import AnswerService
 from core.answering.retrieval import Retriever
+from core.answering.scope import ScopeIndex
 from core.library.catalog import Catalog
 from core.library.embedding import Embedder, HashingEmbedder
 from core.library.ingestion import GuidelineLibrary, RecoveryReport
@@ -76,7 +78,7 @@ def build_services(settings: Settings | None = None, *, embedder: Embedder | Non
         uploads_dir=settings.uploads_dir, writer_lock=WriterLock(settings.data_dir / "ingest.lock"), embed_batch=settings.ingest.embed_batch,
     )
     recovery = library.recover()
-    selector = build_selector(settings, embedder)
+    selector = build_selector(settings, embedder, store)
     retriever = Retriever(store, embedder, catalog, settings.retrieval, reranker=selector)
     return Services(settings, embedder, store, catalog, library, retriever, recovery, selector)
 
@@ -88,8 +90,12 @@ def warm_evidence_cache(services: Services, max_chunks: int = 20_000) -> int:
         return 0
     try:
         passages = []
+        scope = services.selector.scope
         for doc_id in services.catalog.active_ids():
-            passages += [_as_passage(c) for c in services.library.chunks(doc_id)]
+            chunks = services.library.chunks(doc_id)
+            if scope is not None:
+                scope.remember(doc_id, [(c.title, c.section, c.text, c.chunk_id) for c in chunks])
+            passages += [_as_passage(c) for c in chunks]
             if len(passages) > max_chunks:
                 return 0
         # Small batches: a clinician's question waits for the embedder lock at most one batch (~0.2 s).
@@ -112,12 +118,21 @@ def _as_passage(c: StoredChunk) -> RetrievedPassage:
                             section=c.section, text=c.text, score_kind="rrf", score=0.0)
 
 
-def build_selector(settings: Settings, embedder: Embedder) -> EvidenceSelector | None:
-    """The passage reranker and answer-sentence scorer (off: plain hybrid search, model-written answers)."""
+def build_selector(settings: Settings, embedder: Embedder, store: ChunkStore | None = None) -> EvidenceSelector | None:
+    """The passage reranker and answer-sentence scorer (off: plain hybrid search, model-written answers);
+    with `store`, the documents' own scope statements rule out the passages of a guideline that says it
+    does not cover the question's subject (`core.answering.scope`)."""
     if not settings.answer.evidence_first:
         return None
     model = EvidenceModel.load(settings.answer.evidence_model or EVIDENCE_MODEL)
-    return EvidenceSelector(embedder, model.for_embedder(getattr(embedder, "name", "")))
+    scope = ScopeIndex(_scope_chunks(store)) if store is not None else None
+    return EvidenceSelector(embedder, model.for_embedder(getattr(embedder, "name", "")), scope=scope)
+
+
+def _scope_chunks(store: ChunkStore) -> Callable[[str], list[tuple[str, list[str], str, str]]]:
+    def chunks_of(doc_id: str) -> list[tuple[str, list[str], str, str]]:
+        return [(c.title, c.section, c.text, c.chunk_id) for c in store.chunks_of(doc_id)]
+    return chunks_of
 
 
 def build_answer_service(services: Services, llm: LLMBackend | None = None) -> AnswerService:

@@ -107,6 +107,30 @@ def test_an_unconvinced_answerability_head_refuses_and_says_why(fake_services: S
     assert refused.evidence_confidence is not None and refused.evidence_confidence < 0.5
 
 
+SCOPED = GUIDELINE.replace(b"## 3. Treatment", b"## 1. Scope\n\nThis guideline covers adults aged 16 and over. "
+                            b"It does not cover anaphylaxis in children.\n\n## 3. Treatment")
+
+
+def test_a_question_the_guideline_says_it_does_not_cover_is_refused_with_its_scope_sentence(fake_services: Services) -> None:
+    from core.answering.scope import ScopeIndex
+    from core.services import _scope_chunks
+
+    fake_services.library.ingest_bytes(SCOPED, "anaphylaxis.md")
+    model = EvidenceModel.load().model_copy(update={"answer_threshold": 0.0, "answerable": None, "gate": None})
+    loose = AnswerSettings(evidence_threshold=0.05, min_passage_similarity=0.0, max_passages=3)
+    selector = EvidenceSelector(HashingEmbedder(), model, scope=ScopeIndex(_scope_chunks(fake_services.store)))
+    service = AnswerService(fake_services.retriever, FakeLLM(lambda _: "unused"), loose, GenerationParams(max_tokens=64),
+                            selector=selector)
+    refused = service.ask("What dose of adrenaline in anaphylaxis in children?", options=AskOptions(summary=False))
+    assert refused.status == "refused" and refused.refusal is not None and refused.refusal.reason == "out_of_scope"
+    assert "does not cover anaphylaxis in children" in refused.text and "Anaphylaxis in adults" in refused.text
+    assert not refused.quotes and refused.nearest  # the closest sections are still shown
+    answered = service.ask(QUESTION, options=AskOptions(summary=False))
+    assert answered.status == "answered" and any("0.5 mg" in q.sentence for q in answered.quotes)
+    # The services build the same check from their own store.
+    assert fake_services.selector is not None and fake_services.selector.scope is not None
+
+
 def test_summary_off_returns_the_quotes_without_asking_the_model(fake_services: Services) -> None:
     llm = FakeLLM(lambda _: "unused")
     answer = _evidence_service(fake_services, llm).ask(QUESTION, options=AskOptions(summary=False))
@@ -120,6 +144,8 @@ def test_the_sentence_cache_is_warmed_for_every_active_passage(fake_services: Se
     assert fake_services.selector is not None
     n = warm_evidence_cache(fake_services)
     assert n == fake_services.store.count() > 0 and len(fake_services.selector.cache) == n
+    scope = fake_services.selector.scope
+    assert scope is not None and all(d in scope._items for d in fake_services.catalog.active_ids())  # read once, here
     assert warm_evidence_cache(fake_services, max_chunks=0) == 0  # too large a library: left to first use
 
 

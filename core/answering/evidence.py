@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from core.answering.relevance import topic_terms, unaddressed_terms
+from core.answering.scope import Exclusion, ScopeIndex
 from core.answers import Quote
 from core.errors import CQAError
 from core.learning import LinearScorer
@@ -371,9 +372,11 @@ class Scored:
 class EvidenceSelector:
     """Reranks passages and selects answer sentences; one per process, thread-safe."""
 
-    def __init__(self, embedder: Embedder, model: EvidenceModel | None = None, cache: SentenceCache | None = None) -> None:
+    def __init__(self, embedder: Embedder, model: EvidenceModel | None = None, cache: SentenceCache | None = None,
+                 scope: ScopeIndex | None = None) -> None:
         self.model = model or EvidenceModel.load()
         self.cache = cache or SentenceCache(embedder)
+        self.scope = scope  # what each document says it does not cover (`core.answering.scope`)
 
     @property
     def candidates(self) -> int:
@@ -423,9 +426,17 @@ class EvidenceSelector:
         if not any(s.vectors.spans for s in scored):
             return Selection([], None, "no sentence was found in the passages")
         probs = self.model.sentence.score(sentence_matrix(question, scored))
+        # A guideline that says it does not cover what the question is about is not evidence for it.
+        excluded = self._exclusions(question, scored)
+        owner = np.asarray([s.passage.doc_id in excluded for s in scored for _ in s.vectors.spans], dtype=bool)
+        if excluded:
+            probs = np.where(owner, -1.0, probs)
         floor = 0.0 if self.model.answerable is not None else self.model.answer_threshold
         quotes = pick_quotes(scored, probs, floor, self.model.max_quotes, self.model.quote_margin)
         if not quotes:
+            if excluded:
+                scope = excluded[next(s.passage.doc_id for s in scored if s.passage.doc_id in excluded)]
+                return Selection([], None, f'"{scope.title}" says it does not cover {scope.item}', scope)
             return Selection([], None, "no sentence scores as an answer")
         said = [q.sentence for q in quotes]
         cited = [cited_text(scored[q.n - 1].passage) for q in quotes]
@@ -433,7 +444,11 @@ class EvidenceSelector:
         if self.model.answerable is None:
             gap = f"the passages found do not mention {', '.join(missing)}" if missing else answer_gap(question, said, cited)
             return Selection(quotes, None, gap)
-        row = answerability_row(question, scored, probs, said, cited)
+        if excluded:  # the head reads the passages that remain evidence
+            row = answerability_row(question, [s for s in scored if s.passage.doc_id not in excluded], probs[~owner],
+                                    said, cited)
+        else:
+            row = answerability_row(question, scored, probs, said, cited)
         confidence = float(self.model.answerable.score(np.asarray([row]))[0])
         gap = answer_gap(question, said, cited)
         if gap is None and confidence < self.model.answerable_threshold:
@@ -441,6 +456,17 @@ class EvidenceSelector:
             gap = (f"the passages found do not mention {', '.join(terms)}" if terms
                    else f"the closest sentences do not match it closely enough (confidence {confidence:.2f})")
         return Selection(quotes, round(confidence, 4), gap)
+
+    def _exclusions(self, question: str, scored: list[Scored]) -> dict[str, Exclusion]:
+        """The documents among `scored` that say they do not cover what `question` is about."""
+        if self.scope is None:
+            return {}
+        out: dict[str, Exclusion] = {}
+        for doc_id in dict.fromkeys(s.passage.doc_id for s in scored):
+            found = self.scope.excluded(question, doc_id)
+            if found is not None:
+                out[doc_id] = found
+        return out
 
 
 @dataclass
@@ -450,6 +476,7 @@ class Selection:
     quotes: list[Quote]
     confidence: float | None  # the answerability head's probability (None without a head)
     gap: str | None  # why the quotes do not answer the question, or None when they do
+    out_of_scope: Exclusion | None = None  # the scope statement that ruled every passage out
 
 
 def cited_text(p: RetrievedPassage) -> str:

@@ -55,6 +55,10 @@ NO_ANSWER_SENTENCE_MESSAGE = (
     "No sentence of the guideline passages found answers this question, so no answer is given. They may "
     "still be relevant: read the closest sections below, or consult a senior colleague or specialist."
 )
+OUT_OF_SCOPE_MESSAGE = (
+    '"{title}" says it does not cover {item} ("{sentence}"), and no other guideline passage found answers this '
+    "question, so no answer is given. Consult guidance that covers it, or a senior colleague or specialist."
+)
 SUMMARY_NOT_SHOWN = (
     "The model's summary did not verify against the passages, so only the guidelines' own sentences are shown."
 )
@@ -234,6 +238,10 @@ class AnswerService:
         quotes, gap = selection.quotes, selection.gap
         base.evidence_confidence = selection.confidence
         base.timings.select_s = round(time.perf_counter() - t0, 3)
+        if selection.out_of_scope is not None:
+            scope = selection.out_of_scope
+            return self._refuse(base, "out_of_scope", OUT_OF_SCOPE_MESSAGE.format(
+                title=scope.title, item=scope.item, sentence=scope.sentence), evidence)
         if not quotes or gap:
             message = NO_ANSWER_SENTENCE_MESSAGE if not quotes or not gap else NO_ANSWER_SENTENCE_MESSAGE.replace(
                 "this question, so", f"this question ({gap}), so")

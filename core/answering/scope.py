@@ -1,0 +1,167 @@
+"""What a guideline says it does not cover, and whether a question is about that.
+
+Guidelines state their own scope: "It does not cover hypertension in pregnancy, hypertension in
+children, or ...". A question about one of those ("BP target for a 10 year old with hypertension") is
+not answered by that guideline, however well one of its sentences matches: the guideline itself says
+so. This is the guideline's own evidence, not a list the team keeps: the exclusions are read from the
+scope statements of each document in the library, and a question is matched against them by its
+words.
+
+- **Where exclusions are read:** sentences of a scope-like section ("Scope", "Introduction", "Who this
+  guideline is for"...) or any sentence naming "this guideline", that say "does not cover", "does not
+  apply to", "is outside the scope", "is not covered by"...; the listed items are split at commas, "or"
+  and "and" ("hospital-acquired pneumonia (onset 48 hours or more after admission)" keeps its
+  parenthesis out of the item).
+- **When a question is about an item:** every word of the item that is not already in the document's
+  title is in the question (word stems, so "pregnant" matches "pregnancy"; numbers exactly, so "type 2
+  diabetes" is not "type 1 diabetes"). "Chest pain in children" against the chest pain guideline needs
+  "children" in the question, not "chest pain".
+- **Questions about coverage** ("does the CAP guideline apply to immunocompromised patients?") are left
+  alone: the scope sentence is then the answer, and the selection may quote it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+_SCOPE_HEADING = re.compile(
+    r"\b(scope|introduction|overview|purpose|about this guideline|who (?:it|this (?:guideline|guidance)) is for|"
+    r"applicab\w*|population|coverage)\b", re.I)
+_AFTER = re.compile(
+    r"\b(?:does|do|will)\s+not\s+(?:cover|include|address|apply\s+to|deal\s+with)\b|\bdoesn't\s+(?:cover|apply\s+to)\b|"
+    r"\bis\s+not\s+(?:for|intended\s+for)\b|\bexcludes\b", re.I)
+_BEFORE = re.compile(
+    r"\b(?:is|are)\s+(?:outside\s+(?:the\s+)?scope|not\s+covered(?:\s+(?:by|in)\s+this\s+guideline)?|"
+    r"excluded\s+from\s+this\s+guideline|not\s+included\s+in\s+this\s+guideline)\b", re.I)
+_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?](?!\d)|$)")
+_PAREN = re.compile(r"\s*\([^()]*\)")
+_SPLIT = re.compile(r"\s*,\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+")
+_CONTINUES = re.compile(r"(?:who|which|that|whose|where|beyond|unless|except)\b", re.I)
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_STOP = frozenset(
+    """a an the of in on at to for by with who which that whose are is be been those people person patients patient
+    this guideline guidance it its their they these any all other such as from into than who's someone""".split())
+_STEM = 6
+# "Does the guideline cover / apply to ...?": the scope sentence answers it, so no veto.
+_ASKS_COVERAGE = re.compile(r"\b(cover|covers|covered|scope|apply|applies|applicable|include[sd]?|exclude[sd]?)\b", re.I)
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """One thing a document says it does not cover, with the sentence that says so."""
+
+    title: str  # the document's
+    item: str
+    sentence: str
+    chunk_id: str
+    distinct: tuple[str, ...]  # the item's word stems not already in the document's title
+
+
+def _stem(token: str) -> str:
+    # A compound keeps its parts ("hospital-acquired" is not "hospital"); numbers are kept whole.
+    return "_".join(p if p.isdigit() else p[:_STEM] for p in token.split("-") if p)
+
+
+def _stems(text: str) -> list[str]:
+    return [_stem(t) for t in _TOKEN.findall(text.lower()) if t not in _STOP]
+
+
+def _question_stems(question: str) -> set[str]:
+    """The question's stems, plus each pair of neighbouring words as a compound ("hospital acquired")."""
+    words = [w for w in _TOKEN.findall(question.lower()) if w not in _STOP]
+    stems = [_stem(w) for w in words]
+    return set(stems) | {f"{a}_{b}" for a, b in zip(stems, stems[1:], strict=False)}
+
+
+def exclusions(title: str, section: list[str], text: str, chunk_id: str = "") -> list[Exclusion]:
+    """The exclusions stated in one passage (empty for most passages)."""
+    in_scope_section = any(_SCOPE_HEADING.search(h) for h in section)
+    title_stems = set(_stems(title))
+    out: list[Exclusion] = []
+    for m in _SENTENCE.finditer(text):
+        sentence = m.group().strip()
+        if not in_scope_section and "this guideline" not in sentence.lower():
+            continue
+        after = _AFTER.search(sentence)
+        before = None if after else _BEFORE.search(sentence)
+        if after:
+            listed = sentence[after.end():]
+        elif before:
+            listed = sentence[: before.start()]
+        else:
+            continue
+        listed = _PAREN.sub("", listed.split(";")[0]).strip().rstrip(".")
+        items: list[str] = []
+        for part in (p.strip() for p in _SPLIT.split(listed)):
+            if not part:
+                continue
+            if items and _CONTINUES.match(part):
+                items[-1] = f"{items[-1]}, {part}"
+            else:
+                items.append(part)
+        for item in items:
+            distinct = tuple(dict.fromkeys(s for s in _stems(item) if s not in title_stems))
+            if distinct:
+                out.append(Exclusion(title, item, sentence, chunk_id, distinct))
+    return out
+
+
+def asks_about(question: str, exclusion: Exclusion) -> bool:
+    """Whether `question` is about the excluded item: all its distinguishing words are in the question."""
+    have = _question_stems(question)
+    return all(s in have for s in exclusion.distinct)
+
+
+def excluded_by(question: str, found: Iterable[Exclusion]) -> Exclusion | None:
+    """The first exclusion `question` is about, or None (always None for a question about coverage)."""
+    if _ASKS_COVERAGE.search(question):
+        return None
+    return next((e for e in found if asks_about(question, e)), None)
+
+
+class ScopeIndex:
+    """Each document's exclusions, read once from its chunks (a document id names one immutable version,
+    so entries never go stale); thread-safe, bounded."""
+
+    def __init__(self, chunks_of: Callable[[str], Iterable[tuple[str, list[str], str, str]]], max_documents: int = 50_000) -> None:
+        """`chunks_of(doc_id)` yields (title, section path, text, chunk_id) for every chunk of the document."""
+        self._chunks_of = chunks_of
+        self._max = max_documents
+        self._items: OrderedDict[str, list[Exclusion]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, doc_id: str) -> list[Exclusion]:
+        with self._lock:
+            if doc_id in self._items:
+                self._items.move_to_end(doc_id)
+                return self._items[doc_id]
+        try:
+            chunks = list(self._chunks_of(doc_id))
+        except Exception as exc:  # noqa: BLE001 - a store that cannot be read now: no veto, the head still decides
+            log.warning("could not read the scope of document %s: %s", doc_id, exc)
+            return []
+        found = [e for title, section, text, chunk_id in chunks for e in exclusions(title, section, text, chunk_id)]
+        with self._lock:
+            self._items[doc_id] = found
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+        return found
+
+    def remember(self, doc_id: str, chunks: Iterable[tuple[str, list[str], str, str]]) -> None:
+        """Read a document's exclusions from chunks already at hand (the start-up warm-up)."""
+        found = [e for title, section, text, chunk_id in chunks for e in exclusions(title, section, text, chunk_id)]
+        with self._lock:
+            self._items[doc_id] = found
+
+    def excluded(self, question: str, doc_id: str) -> Exclusion | None:
+        """What document `doc_id` says it does not cover that `question` is about, or None."""
+        if _ASKS_COVERAGE.search(question):
+            return None
+        return excluded_by(question, self.of(doc_id))

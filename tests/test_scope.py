@@ -1,0 +1,119 @@
+"""What a guideline says it does not cover (`core.answering.scope`): read from its own scope statement,
+matched by the question's words, and used by the selector to rule that guideline's passages out."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.answering.evidence import EvidenceSelector
+from core.answering.scope import ScopeIndex, asks_about, excluded_by, exclusions
+from core.library.embedding import HashingEmbedder
+from core.schema import RetrievedPassage
+from tests.test_evidence import _model, _with_head
+
+CAP_TITLE = "Community-Acquired Pneumonia in Adults: Assessment and Antibiotic Treatment"
+CAP_SCOPE = (
+    "This guideline covers the assessment and antibiotic treatment of community-acquired pneumonia (CAP) in adults "
+    "aged 18 years and over. It does not cover hospital-acquired pneumonia (onset 48 hours or more after admission), "
+    "pneumonia in people who are severely immunocompromised, or aspiration pneumonia."
+)
+T2DM_TITLE = "Type 2 Diabetes in Adults"
+T2DM_SCOPE = "It does not cover type 1 diabetes, diabetes in pregnancy or diabetes in children."
+
+
+def _items(title: str, text: str, section: list[str] | None = None) -> dict[str, tuple[str, ...]]:
+    return {e.item: e.distinct for e in exclusions(title, section or ["1. Scope"], text)}
+
+
+def test_exclusions_are_read_from_the_scope_statement_item_by_item() -> None:
+    items = _items(CAP_TITLE, CAP_SCOPE)
+    assert list(items) == ["hospital-acquired pneumonia", "pneumonia in people who are severely immunocompromised",
+                           "aspiration pneumonia"]  # the parenthesis is not an item
+    assert items["hospital-acquired pneumonia"] == ("hospit_acquir",)  # a compound, not "hospital"
+    assert items["aspiration pneumonia"] == ("aspira",)  # "pneumonia" is the title's own word
+    assert _items(T2DM_TITLE, T2DM_SCOPE) == {"type 1 diabetes": ("1",), "diabetes in pregnancy": ("pregna",),
+                                              "diabetes in children": ("childr",)}
+    # "X is outside the scope of this guideline" names the item before the verb.
+    assert _items("Emergency treatment of anaphylaxis in adults",
+                  "Anaphylaxis in children is outside the scope of this guideline.") == {"Anaphylaxis in children": ("childr",)}
+    # A relative clause stays with its item instead of becoming one of its own.
+    assert list(_items("Hypoglycaemia in adults", "It does not cover neonates, or hypoglycaemia in people without "
+                       "diabetes, who need specialist investigation.")) == [
+        "neonates", "hypoglycaemia in people without diabetes, who need specialist investigation"]
+
+
+def test_clinical_wording_outside_a_scope_section_is_not_an_exclusion() -> None:
+    aspirin = "Once haemorrhage is excluded, give aspirin 300 mg daily. This does not cover people on anticoagulants."
+    assert exclusions("Stroke", ["3. Acute management", "3.4 Aspirin"], aspirin) == []
+    assert _items("Stroke", "This guideline does not cover subarachnoid haemorrhage.", ["3. Management"]) == {
+        "subarachnoid haemorrhage": ("subara", "haemor")}  # any section, when it names "this guideline"
+
+
+def test_a_question_is_about_an_item_when_it_has_all_its_distinguishing_words() -> None:
+    found = exclusions(CAP_TITLE, ["1. Scope"], CAP_SCOPE) + exclusions(T2DM_TITLE, ["1. Scope"], T2DM_SCOPE)
+    by_item = {e.item: e for e in found}
+    assert asks_about("Empirical antibiotics for hospital acquired pneumonia on day 5?", by_item["hospital-acquired pneumonia"])
+    assert not asks_about("How soon should a chest X-ray be done for suspected CAP in hospital?",
+                          by_item["hospital-acquired pneumonia"])
+    assert asks_about("HbA1c target in type 1 diabetes?", by_item["type 1 diabetes"])
+    assert not asks_about("HbA1c target in type 2 diabetes?", by_item["type 1 diabetes"])
+    assert asks_about("Metformin in a pregnant woman with diabetes?", by_item["diabetes in pregnancy"])
+    assert asks_about("Steroids for severely immunocompromised patients with pneumonia?",
+                      by_item["pneumonia in people who are severely immunocompromised"])
+    assert not asks_about("Are steroids recommended in severe pneumonia?",
+                          by_item["pneumonia in people who are severely immunocompromised"])
+    assert excluded_by("Which antibiotic for aspiration pneumonia?", found) == by_item["aspiration pneumonia"]
+    # A question about coverage is answered by the scope sentence itself: never ruled out by it.
+    assert excluded_by("Does the CAP guideline cover aspiration pneumonia?", found) is None
+
+
+def test_the_index_reads_each_document_once_and_a_store_error_is_no_veto() -> None:
+    calls: list[str] = []
+
+    def chunks_of(doc_id: str) -> list[tuple[str, list[str], str, str]]:
+        calls.append(doc_id)
+        if doc_id == "broken":
+            raise RuntimeError("store closed")
+        return [(CAP_TITLE, ["1. Scope"], CAP_SCOPE, "c-scope"), (CAP_TITLE, ["3. Treatment"], "Give amoxicillin.", "c3")]
+
+    index = ScopeIndex(chunks_of)
+    assert index.excluded("Antibiotic for aspiration pneumonia?", "cap").chunk_id == "c-scope"  # type: ignore[union-attr]
+    assert index.excluded("Antibiotic for CAP?", "cap") is None
+    assert calls == ["cap"]
+    assert index.of("broken") == [] and index.of("broken") == [] and calls.count("broken") == 2  # not cached
+    index.remember("t2dm", [(T2DM_TITLE, ["1. Scope"], T2DM_SCOPE, "t-scope")])
+    assert index.excluded("HbA1c target in type 1 diabetes?", "t2dm") is not None and "t2dm" not in calls
+
+
+def _p(doc: str, chunk: str, title: str, section: list[str], text: str) -> RetrievedPassage:
+    return RetrievedPassage(chunk_id=chunk, doc_id=doc, title=title, file_name=f"{doc}.md", text=text, section=section,
+                            score_kind="rrf", score=0.5)
+
+
+ADULT = "Anaphylaxis in adults"
+SCOPE = _p("adult", "a0", ADULT, ["1. Scope"], "This guideline covers adults. It does not cover anaphylaxis in children.")
+ADULT_DOSE = _p("adult", "a1", ADULT, ["3. Treatment"], "Give adrenaline 0.5 mg IM into the anterolateral thigh.")
+CHILD_DOSE = _p("child", "c1", "Paediatric resuscitation", ["4. Anaphylaxis"],
+                "For children aged 6 to 12 years give adrenaline 0.3 mg IM.")
+
+
+def _selector(with_head: bool) -> EvidenceSelector:
+    docs = {"adult": [SCOPE, ADULT_DOSE], "child": [CHILD_DOSE]}
+    index = ScopeIndex(lambda d: [(p.title, p.section, p.text, p.chunk_id) for p in docs[d]])
+    return EvidenceSelector(HashingEmbedder(), _with_head(0.0) if with_head else _model(0.0), scope=index)
+
+
+@pytest.mark.parametrize("with_head", [False, True])
+def test_the_selector_quotes_only_guidelines_that_cover_the_question(with_head: bool) -> None:
+    selector = _selector(with_head)
+    question = "What adrenaline dose IM for anaphylaxis in children?"
+    both = selector.choose(question, selector.rescore(question, selector.embed_query(question), [ADULT_DOSE, CHILD_DOSE]))
+    assert both.quotes and {q.chunk_id for q in both.quotes} == {"c1"} and both.out_of_scope is None
+    assert [q.n for q in both.quotes] == [2]  # numbered by the passage's position in what was given
+    only_adult = selector.choose(question, selector.rescore(question, selector.embed_query(question), [ADULT_DOSE]))
+    assert not only_adult.quotes and only_adult.out_of_scope is not None
+    assert only_adult.out_of_scope.sentence == "It does not cover anaphylaxis in children."
+    assert only_adult.gap == '"Anaphylaxis in adults" says it does not cover anaphylaxis in children'
+    adults = "What adrenaline dose IM for anaphylaxis in adults?"
+    kept = selector.choose(adults, selector.rescore(adults, selector.embed_query(adults), [ADULT_DOSE]))
+    assert kept.quotes and kept.out_of_scope is None
