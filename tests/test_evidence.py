@@ -209,3 +209,42 @@ def test_facts_and_sources_match_like_a_reader_would() -> None:
     assert not holds_source(p, {"file": "anaphylaxis.md", "section": "3.4 Refractory anaphylaxis"})
     assert not holds_source(p, {"file": "asthma.md"})
     assert section_matches(["Guideline", "3. Treatment"], "3. Treatment")
+
+
+NEWS2 = (
+    "Score each parameter using the table below.\n\n"
+    "| Parameter | Score 0 | Score 1 | Score 2 | Score 3 |\n| --- | --- | --- | --- | --- |\n"
+    "| Respiration rate (breaths/min) | 12-20 | 9-11 | 21-24 | 8 or less; 25 or more |\n"
+    "| Pulse (beats/min) | 51-90 | 41-50; 91-110 | 111-130 | 40 or less; 131 or more |\n\n"
+    "| Other | table |\n| --- | --- |\n| Second table row | x |\n"
+)
+
+
+def test_a_table_row_is_scored_with_its_column_headers_and_quoted_under_them() -> None:
+    from core.answering.evidence import quoted_span, scoring_text, table_header
+
+    spans = sentence_spans(NEWS2)
+    rows = [j for j, s in enumerate(spans) if s.table_row]
+    header, resp, pulse, other_header, other_row = rows
+    assert table_header(NEWS2, spans, resp) == header and table_header(NEWS2, spans, header) is None
+    assert table_header(NEWS2, spans, other_row) == other_header  # a blank line starts another table
+    assert scoring_text(NEWS2, spans, resp) == ("Parameter: Respiration rate (breaths/min); Score 0: 12-20; Score 1: 9-11; "
+                                                "Score 2: 21-24; Score 3: 8 or less; 25 or more")
+    assert scoring_text(NEWS2, spans, 0) == "Score each parameter using the table below."  # not a row: as it stands
+    shown = quoted_span(NEWS2, spans, pulse)
+    assert NEWS2[shown.start : shown.end].startswith("| Parameter |") and NEWS2[shown.start : shown.end].endswith("131 or more |")
+
+
+def test_two_rows_of_one_table_are_one_quote() -> None:
+    selector = EvidenceSelector(HashingEmbedder(), _model(threshold=0.0))
+    passage = _passage(NEWS2, "c9", ["2. Assessment", "2.1 NEWS2"], title="Sepsis")
+    scored = selector.rescore("NEWS2", selector.embed_query("NEWS2"), [passage])
+    spans = scored[0].vectors.spans
+    probs = np.asarray([0.8 if "Pulse" in NEWS2[s.start : s.end] else 0.9 if "Respiration" in NEWS2[s.start : s.end]
+                        else 0.0 for s in spans])
+    from core.answering.evidence import pick_quotes
+
+    quotes = pick_quotes(scored, probs, 0.5, 3, 0.25)
+    assert len(quotes) == 1 and quotes[0].table_row
+    assert quotes[0].sentence == NEWS2[quotes[0].char_start : quotes[0].char_end]
+    assert "Respiration rate" in quotes[0].sentence and "131 or more" in quotes[0].sentence

@@ -117,3 +117,25 @@ def test_the_selector_quotes_only_guidelines_that_cover_the_question(with_head: 
     adults = "What adrenaline dose IM for anaphylaxis in adults?"
     kept = selector.choose(adults, selector.rescore(adults, selector.embed_query(adults), [ADULT_DOSE]))
     assert kept.quotes and kept.out_of_scope is None
+
+
+def test_the_ages_a_guideline_covers_rule_out_a_patient_of_another_age() -> None:
+    from core.answering.scope import age_range, question_age
+
+    fever = age_range("Fever in Children Under 5", ["1. Scope"], "This guideline covers the assessment of children under "
+                      "5 years presenting with fever. It does not cover neonates still in hospital.")
+    assert [e.ages for e in fever] == [(0.0, 5.0)] and fever[0].item == "patients of that age (it covers those under 5 years)"
+    adults = age_range("Hypertension in Adults", ["1. Scope"], "This guideline covers primary hypertension in adults aged "
+                       "18 years and over in primary care.")
+    assert [e.ages for e in adults] == [(18.0, 200.0)]
+    # Ages in a recommendation are not the guideline's scope.
+    assert age_range("Hypertension in Adults", ["4. Treatment"], "Offer a CCB to adults aged 55 or over.") == []
+    assert question_age("7 year old with a fever of 39 - paracetamol?") == 7.0
+    assert question_age("asymptomatic 55M with an HbA1c of 50") == 55.0
+    assert question_age("9-month-old with fever") == 0.75
+    assert question_age("What is the adult adrenaline dose?") is None
+    assert asks_about("7 year old with a fever of 39 - paracetamol?", fever[0])
+    assert not asks_about("3 year old with a fever of 39 - paracetamol?", fever[0])
+    assert not asks_about("Paracetamol for a feverish toddler?", fever[0])  # no age given: no veto
+    assert asks_about("BP target in a 17yo with hypertension?", adults[0])
+    assert not asks_about("BP target for a 55M with hypertension?", adults[0])

@@ -115,6 +115,51 @@ def with_list(text: str, spans: list[Span], j: int) -> Span:
     return Span(span.start, end, span.table_row, span.item)
 
 
+def table_header(text: str, spans: list[Span], j: int) -> int | None:
+    """The index of the header row of the table that row j belongs to; None when span j is not a table
+    row, or is the header itself."""
+    if not spans[j].table_row:
+        return None
+    i = j
+    while i > 0 and spans[i - 1].table_row and _same_table(text, spans[i - 1], spans[i]):
+        i -= 1
+    return i if i != j else None
+
+
+def _same_table(text: str, above: Span, below: Span) -> bool:
+    between = text[above.end : below.start]
+    return "\n\n" not in between and all(ch in " \t\r\n|-:" for ch in between)
+
+
+def _cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
+def scoring_text(text: str, spans: list[Span], j: int) -> str:
+    """What span j is scored (and embedded) as: its own text, except that a table row is read with its
+    column headers ("Parameter: Respiration rate; ...; Score 3: 8 or less; 25 or more"). A row alone
+    ("| Respiration rate | 12-20 | 9-11 | 21-24 | 8 or less; 25 or more |") does not say which column
+    is "score 3", so a question about it could not find it."""
+    span = spans[j]
+    row = text[span.start : span.end]
+    h = table_header(text, spans, j)
+    if h is None:
+        return row
+    head, cells = _cells(text[spans[h].start : spans[h].end]), _cells(row)
+    if len(head) != len(cells):
+        return f"{' '.join(head)}: {' '.join(cells)}"
+    return "; ".join(f"{a}: {b}" if a else b for a, b in zip(head, cells, strict=True))
+
+
+def quoted_span(text: str, spans: list[Span], j: int) -> Span:
+    """What is shown for span j: a lead-in with its list (`with_list`), and a table row under its header
+    row (with the rows between, as they stand in the guideline: a quote is one verbatim span)."""
+    h = table_header(text, spans, j)
+    if h is not None and j - h <= _MAX_ITEMS:
+        return Span(spans[h].start, spans[j].end, True, True)
+    return with_list(text, spans, j)
+
+
 # --------------------------------------------------------------------------------------------------
 # Features
 # --------------------------------------------------------------------------------------------------
@@ -300,7 +345,7 @@ class SentenceCache:
         texts: list[str] = []
         for p, sp in zip(passages, spans, strict=True):
             texts += [index_text(p.title, p.section, p.text), heading_text(p)]
-            texts += [p.text[s.start : s.end] for s in sp]
+            texts += [scoring_text(p.text, sp, j) for j in range(len(sp))]
         vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32) if texts else np.zeros((0, self.embedder.dim))
         i = 0
         with self._lock:
@@ -494,17 +539,19 @@ def pick_quotes(scored: list[Scored], probs: np.ndarray, threshold: float, max_q
     if best < threshold:
         return []
     quotes: list[Quote] = []
-    covered: list[tuple[int, int, int]] = []  # (passage, start, end) already quoted
     for k in order:
         if len(quotes) >= max_quotes or probs[k] < max(threshold, best - margin):
             break
         i, span = rows[k]
         spans = scored[i].vectors.spans
-        span = with_list(scored[i].passage.text, spans, spans.index(span))
-        if any(i == ci and span.start < ce and cs < span.end for ci, cs, ce in covered):
-            continue  # an item already quoted with its lead-in
-        covered.append((i, span.start, span.end))
+        span = quoted_span(scored[i].passage.text, spans, spans.index(span))
         p = scored[i].passage
+        overlap = next((n for n, q in enumerate(quotes) if q.n == i + 1 and span.start < q.char_end and q.char_start < span.end), None)
+        if overlap is not None:
+            q = quotes[overlap]
+            if span.table_row and q.table_row and span.end > q.char_end:  # another row of a table already quoted
+                quotes[overlap] = q.model_copy(update={"sentence": p.text[q.char_start : span.end], "char_end": span.end})
+            continue  # an item already quoted with its lead-in
         quotes.append(Quote(n=i + 1, sentence=p.text[span.start : span.end], chunk_id=p.chunk_id,
                             char_start=span.start, char_end=span.end, score=round(float(probs[k]), 4),
                             table_row=span.table_row))
@@ -623,8 +670,8 @@ def sentence_matrix(question: str, scored: list[Scored]) -> np.ndarray:
     rows = []
     for s in scored:
         heading = heading_text(s.passage)
-        for j, span in enumerate(s.vectors.spans):
-            text = s.passage.text[span.start : span.end]
+        for j in range(len(s.vectors.spans)):
+            text = scoring_text(s.passage.text, s.vectors.spans, j)
             rows.append(sentence_features(text, float(s.sentence_cos[j]), s.heading_cos, heading, cues, s.score))
     own = np.asarray(rows, dtype=np.float64).reshape(-1, len(_SENTENCE_OWN))
     if not len(own):

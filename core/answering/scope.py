@@ -49,6 +49,15 @@ _STOP = frozenset(
     """a an the of in on at to for by with who which that whose are is be been those people person patients patient
     this guideline guidance it its their they these any all other such as from into than who's someone""".split())
 _STEM = 6
+_COVERS = re.compile(r"\b(?:covers|is for|applies to|is intended for)\b", re.I)
+_AGES_BETWEEN = re.compile(r"\baged (\d{1,2})(?: years)? (?:to|-|–) (\d{1,2}) years\b", re.I)
+_AGES_OVER = re.compile(r"\b(?:aged )?(\d{1,2}) years? (?:and|or) (?:over|older|above)\b|\baged (\d{1,2}) (?:and|or) (?:over|older)\b", re.I)
+_AGES_UNDER = re.compile(r"\b(?:aged )?(?:under|younger than|below)(?: the age of)? (\d{1,2})(?: years)?\b", re.I)
+# A patient's age in the question: "a 7 year old", "7yo", "aged 7", "55M", "9-month-old", "3 weeks old".
+_AGE_YEARS = re.compile(r"\b(\d{1,3})\s*-?\s*(?:years?|yrs?|y)\s*-?\s*(?:old|o)\b|\b(\d{1,3})\s*y/?o\b|\baged?\s+(\d{1,3})\b", re.I)
+_AGE_SEX = re.compile(r"\b(\d{2})\s?[MF]\b")
+_AGE_YOUNG = re.compile(r"\b(\d{1,2})\s*-?\s*(months?|mo|weeks?|wks?|days?)\s*-?\s*old\b", re.I)
+_PER_YEAR = {"m": 12.0, "w": 52.0, "d": 365.0}
 # "Does the guideline cover / apply to ...?": the scope sentence answers it, so no veto.
 _ASKS_COVERAGE = re.compile(r"\b(cover|covers|covered|scope|apply|applies|applicable|include[sd]?|exclude[sd]?)\b", re.I)
 
@@ -62,6 +71,7 @@ class Exclusion:
     sentence: str
     chunk_id: str
     distinct: tuple[str, ...]  # the item's word stems not already in the document's title
+    ages: tuple[float, float] | None = None  # for the ages it covers: a question about an age outside [min, max)
 
 
 def _stem(token: str) -> str:
@@ -113,8 +123,45 @@ def exclusions(title: str, section: list[str], text: str, chunk_id: str = "") ->
     return out
 
 
+def age_range(title: str, section: list[str], text: str, chunk_id: str = "") -> list[Exclusion]:
+    """The ages a document says it covers ("This guideline covers ... adults aged 18 years and over"), as
+    an exclusion of every other age."""
+    in_scope_section = any(_SCOPE_HEADING.search(h) for h in section)
+    for m in _SENTENCE.finditer(text):
+        sentence = m.group().strip()
+        if not (in_scope_section or "this guideline" in sentence.lower()) or not _COVERS.search(sentence):
+            continue
+        between, over, under = _AGES_BETWEEN.search(sentence), _AGES_OVER.search(sentence), _AGES_UNDER.search(sentence)
+        if between:
+            found, ages = between, (float(between.group(1)), float(between.group(2)) + 1)
+        elif over:
+            found, ages = over, (float(over.group(1) or over.group(2)), 200.0)
+        elif under:
+            found, ages = under, (0.0, float(under.group(1)))
+        else:
+            continue
+        return [Exclusion(title, f"patients of that age (it covers those {found.group()})", sentence, chunk_id, (), ages)]
+    return []
+
+
+def question_age(question: str) -> float | None:
+    """The patient's age in years, when the question gives one."""
+    young = _AGE_YOUNG.search(question)
+    if young:
+        return int(young.group(1)) / _PER_YEAR[young.group(2)[0].lower()]
+    for pattern in (_AGE_YEARS, _AGE_SEX):
+        m = pattern.search(question)
+        if m:
+            return float(next(g for g in m.groups() if g))
+    return None
+
+
 def asks_about(question: str, exclusion: Exclusion) -> bool:
-    """Whether `question` is about the excluded item: all its distinguishing words are in the question."""
+    """Whether `question` is about the excluded item: all its distinguishing words are in the question
+    (for an age range: the patient's age is outside it)."""
+    if exclusion.ages is not None:
+        age = question_age(question)
+        return age is not None and not exclusion.ages[0] <= age < exclusion.ages[1]
     have = _question_stems(question)
     return all(s in have for s in exclusion.distinct)
 
@@ -124,6 +171,16 @@ def excluded_by(question: str, found: Iterable[Exclusion]) -> Exclusion | None:
     if _ASKS_COVERAGE.search(question):
         return None
     return next((e for e in found if asks_about(question, e)), None)
+
+
+def _read(chunks: Iterable[tuple[str, list[str], str, str]]) -> list[Exclusion]:
+    found: list[Exclusion] = []
+    ages: list[Exclusion] = []
+    for title, section, text, chunk_id in chunks:
+        found += exclusions(title, section, text, chunk_id)
+        if not ages:
+            ages = age_range(title, section, text, chunk_id)
+    return found + ages
 
 
 class ScopeIndex:
@@ -147,7 +204,7 @@ class ScopeIndex:
         except Exception as exc:  # noqa: BLE001 - a store that cannot be read now: no veto, the head still decides
             log.warning("could not read the scope of document %s: %s", doc_id, exc)
             return []
-        found = [e for title, section, text, chunk_id in chunks for e in exclusions(title, section, text, chunk_id)]
+        found = _read(chunks)
         with self._lock:
             self._items[doc_id] = found
             while len(self._items) > self._max:
@@ -156,7 +213,7 @@ class ScopeIndex:
 
     def remember(self, doc_id: str, chunks: Iterable[tuple[str, list[str], str, str]]) -> None:
         """Read a document's exclusions from chunks already at hand (the start-up warm-up)."""
-        found = [e for title, section, text, chunk_id in chunks for e in exclusions(title, section, text, chunk_id)]
+        found = _read(chunks)
         with self._lock:
             self._items[doc_id] = found
 
