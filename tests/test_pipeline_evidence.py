@@ -83,7 +83,8 @@ def test_no_sentence_over_the_threshold_is_a_refusal_with_nearest_sections(fake_
 def test_a_quote_without_the_kind_of_answer_asked_for_is_not_an_answer(fake_services: Services) -> None:
     answer = _evidence_service(fake_services, FakeLLM(lambda _: "unused")).ask(
         "What adrenaline dose for anaphylaxis in children?")
-    assert answer.status == "refused" and "children" in answer.text
+    # The guideline has a dose for adults only: whichever sentence the (hashing) scorer prefers, it is no answer.
+    assert answer.status == "refused" and ("mention children" in answer.text or "no dose is given" in answer.text)
     assert answer_gap("adrenaline dose?", ["Give adrenaline into the thigh."], [""]) == "no dose is given in the sentences found"
     assert answer_gap("What BP target in adults?", ["Aim lower."], [""]) == "no value is given in the sentences found"
     assert answer_gap("adrenaline dose?", ["Give adrenaline 0.5 mg IM."], ["Adults"]) is None

@@ -151,6 +151,15 @@ def scoring_text(text: str, spans: list[Span], j: int) -> str:
     return "; ".join(f"{a}: {b}" if a else b for a, b in zip(head, cells, strict=True))
 
 
+def embedding_text(p: RetrievedPassage, spans: list[Span], j: int) -> str:
+    """What span j of passage `p` is embedded as: its scoring text under its section heading ("3.1
+    Adrenaline: Give 0.5 mg IM ..."). "Give 0.5 mg IM" alone does not say what is given; the heading
+    does (cross-validated on the team's questions: the answer sentence ranked first 64 % → 67 % of the
+    time, with fewer quotes shown)."""
+    heading = p.section[-1] if p.section else p.title
+    return f"{heading}: {scoring_text(p.text, spans, j)}"
+
+
 def quoted_span(text: str, spans: list[Span], j: int) -> Span:
     """What is shown for span j: a lead-in with its list (`with_list`), and a table row under its header
     row (with the rows between, as they stand in the guideline: a quote is one verbatim span)."""
@@ -345,7 +354,7 @@ class SentenceCache:
         texts: list[str] = []
         for p, sp in zip(passages, spans, strict=True):
             texts += [index_text(p.title, p.section, p.text), heading_text(p)]
-            texts += [scoring_text(p.text, sp, j) for j in range(len(sp))]
+            texts += [embedding_text(p, sp, j) for j in range(len(sp))]
         vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32) if texts else np.zeros((0, self.embedder.dim))
         i = 0
         with self._lock:
