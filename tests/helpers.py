@@ -12,9 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.adapters.dataset import Dataset, build_dataset, red_flags_from_rules
+from core.answering.evidence import ANSWERABLE_FEATURES, PASSAGE_FEATURES, SENTENCE_FEATURES, EvidenceModel
 from core.answering.pipeline import AnswerService
 from core.answering.prompts import BUILTIN_PROMPT, NOT_IN_GUIDELINES, PromptTemplate
 from core.answers import AdapterRef, Answer, Citation, Escalation, Refusal, RetrievedRef, Timings, TokenUsage
+from core.learning import LinearScorer
 from core.library.chunking import chunk_document
 from core.library.embedding import HashingEmbedder
 from core.library.parsing import parse_file
@@ -143,3 +145,26 @@ def milvus_server(data_dir: Path, port: int) -> Iterator[None]:
 
 
 TERSE = PromptTemplate(version="v1", system="Terse.", user=BUILTIN_PROMPT.user)
+
+
+def evidence_model(threshold: float = 0.5) -> EvidenceModel:
+    # Hand-set weights: the passage scorer follows cosine and heading overlap, the sentence scorer
+    # follows cosine, lexical overlap and the dose cue.
+    def scorer(names: tuple[str, ...], weights: dict[str, float]) -> LinearScorer:
+        return LinearScorer(features=list(names), weights=[weights.get(n, 0.0) for n in names], bias=0.0,
+                            mean=[0.0] * len(names), scale=[1.0] * len(names))
+
+    return EvidenceModel(
+        version="test", passage=scorer(PASSAGE_FEATURES, {"cos_passage": 4.0, "lex_heading": 4.0}),
+        sentence=scorer(SENTENCE_FEATURES, {"cos_sentence": 3.0, "lex_sentence": 3.0, "dose_cue": 3.0, "short": -5.0}),
+        answer_threshold=threshold,
+    )
+
+
+def evidence_model_with_head(threshold: float = 0.5) -> EvidenceModel:
+    """`_model` plus an answerability head that refuses when the passages leave question words unmentioned."""
+    names = ANSWERABLE_FEATURES
+    weights = {"missing_in_evidence": -8.0, "best_sentence": 2.0}
+    head = LinearScorer(features=list(names), weights=[weights.get(n, 0.0) for n in names], bias=1.0,
+                        mean=[0.0] * len(names), scale=[1.0] * len(names))
+    return evidence_model(threshold=0.0).model_copy(update={"answerable": head, "answerable_threshold": threshold})

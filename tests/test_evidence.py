@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from core.answering.evidence import (
-    ANSWERABLE_FEATURES,
     PASSAGE_FEATURES,
     SENTENCE_FEATURES,
     EvidenceModel,
@@ -18,9 +17,10 @@ from core.answering.evidence import (
 )
 from core.errors import CQAError
 from core.evaluation.facts import contains_fact, holds_source, section_matches
-from core.learning import LinearScorer, fit_logistic
+from core.learning import fit_logistic
 from core.library.embedding import HashingEmbedder
 from core.schema import RetrievedPassage
+from tests.helpers import evidence_model, evidence_model_with_head
 
 PASSAGE = (
     "Adrenaline is the first-line treatment. Give 0.5 mg IM (0.5 mL of 1 mg/mL) into the anterolateral thigh.\n"
@@ -65,22 +65,8 @@ def test_fit_logistic_learns_a_separable_feature_and_scores_probabilities() -> N
     assert p[0] > 0.9 and p[1] < 0.1
 
 
-def _model(threshold: float = 0.5) -> EvidenceModel:
-    # Hand-set weights: the passage scorer follows cosine and heading overlap, the sentence scorer
-    # follows cosine, lexical overlap and the dose cue.
-    def scorer(names: tuple[str, ...], weights: dict[str, float]) -> LinearScorer:
-        return LinearScorer(features=list(names), weights=[weights.get(n, 0.0) for n in names], bias=0.0,
-                            mean=[0.0] * len(names), scale=[1.0] * len(names))
-
-    return EvidenceModel(
-        version="test", passage=scorer(PASSAGE_FEATURES, {"cos_passage": 4.0, "lex_heading": 4.0}),
-        sentence=scorer(SENTENCE_FEATURES, {"cos_sentence": 3.0, "lex_sentence": 3.0, "dose_cue": 3.0, "short": -5.0}),
-        answer_threshold=threshold,
-    )
-
-
 def test_rerank_puts_the_section_that_holds_the_answer_first() -> None:
-    selector = EvidenceSelector(HashingEmbedder(), _model())
+    selector = EvidenceSelector(HashingEmbedder(), evidence_model())
     other = _passage("Refractory anaphylaxis needs an infusion in critical care.", "c2", ["3.4 Refractory anaphylaxis"],
                      title="Critical care")
     question = "adult adrenaline dose IM"
@@ -90,7 +76,7 @@ def test_rerank_puts_the_section_that_holds_the_answer_first() -> None:
 
 
 def test_select_returns_verbatim_spans_numbered_by_passage() -> None:
-    selector = EvidenceSelector(HashingEmbedder(), _model())
+    selector = EvidenceSelector(HashingEmbedder(), evidence_model())
     question = "What is the adrenaline dose IM?"
     passages = [_passage("Anaphylaxis is a severe reaction of sudden onset.", "c0", ["2. Recognition"]), _passage()]
     quotes = selector.select(question, selector.rescore(question, selector.embed_query(question), passages))
@@ -112,22 +98,13 @@ def test_a_lead_in_is_quoted_with_its_list() -> None:
 
 
 def test_no_sentence_over_the_threshold_means_no_quotes() -> None:
-    selector = EvidenceSelector(HashingEmbedder(), _model(threshold=0.9999))
+    selector = EvidenceSelector(HashingEmbedder(), evidence_model(threshold=0.9999))
     q = "What is the adrenaline dose IM?"
     assert selector.select(q, selector.rescore(q, selector.embed_query(q), [_passage()])) == []
 
 
-def _with_head(threshold: float = 0.5) -> EvidenceModel:
-    """`_model` plus an answerability head that refuses when the passages leave question words unmentioned."""
-    names = ANSWERABLE_FEATURES
-    weights = {"missing_in_evidence": -8.0, "best_sentence": 2.0}
-    head = LinearScorer(features=list(names), weights=[weights.get(n, 0.0) for n in names], bias=1.0,
-                        mean=[0.0] * len(names), scale=[1.0] * len(names))
-    return _model(threshold=0.0).model_copy(update={"answerable": head, "answerable_threshold": threshold})
-
-
 def test_the_answerability_head_decides_and_names_what_the_passages_do_not_mention() -> None:
-    selector = EvidenceSelector(HashingEmbedder(), _with_head())
+    selector = EvidenceSelector(HashingEmbedder(), evidence_model_with_head())
     on_topic = "What is the adrenaline dose IM?"
     chosen = selector.choose(on_topic, selector.rescore(on_topic, selector.embed_query(on_topic), [_passage()]))
     assert chosen.gap is None and chosen.quotes and chosen.confidence is not None and chosen.confidence >= 0.5
@@ -150,7 +127,7 @@ def test_answerability_features_see_drugs_and_abbreviations_the_passages_do_not_
 
 
 def test_the_head_is_used_only_with_the_embedder_it_was_calibrated_on() -> None:
-    model = _with_head().model_copy(update={"gate": 0.3, "embedder": "all-MiniLM-L6-v2"})
+    model = evidence_model_with_head().model_copy(update={"gate": 0.3, "embedder": "all-MiniLM-L6-v2"})
     assert model.for_embedder("all-MiniLM-L6-v2") is model
     other = model.for_embedder("hashing-fake")
     assert other.answerable is None and other.gate is None and other.answer_threshold == model.answer_threshold
@@ -161,7 +138,7 @@ def test_the_head_is_used_only_with_the_embedder_it_was_calibrated_on() -> None:
 
 
 def test_the_dose_value_and_population_checks_overrule_a_confident_head() -> None:
-    selector = EvidenceSelector(HashingEmbedder(), _with_head(threshold=0.0))
+    selector = EvidenceSelector(HashingEmbedder(), evidence_model_with_head(threshold=0.0))
     question = "What is the adrenaline dose IM in pregnancy?"
     chosen = selector.choose(question, selector.rescore(question, selector.embed_query(question), [_passage()]))
     assert chosen.quotes and chosen.gap == "the passages found do not mention pregnancy"
@@ -236,7 +213,7 @@ def test_a_table_row_is_scored_with_its_column_headers_and_quoted_under_them() -
 
 
 def test_two_rows_of_one_table_are_one_quote() -> None:
-    selector = EvidenceSelector(HashingEmbedder(), _model(threshold=0.0))
+    selector = EvidenceSelector(HashingEmbedder(), evidence_model(threshold=0.0))
     passage = _passage(NEWS2, "c9", ["2. Assessment", "2.1 NEWS2"], title="Sepsis")
     scored = selector.rescore("NEWS2", selector.embed_query("NEWS2"), [passage])
     spans = scored[0].vectors.spans

@@ -9,7 +9,7 @@ from core.answering.evidence import EvidenceSelector
 from core.answering.scope import ScopeIndex, asks_about, excluded_by, exclusions
 from core.library.embedding import HashingEmbedder
 from core.schema import RetrievedPassage
-from tests.test_evidence import _model, _with_head
+from tests.helpers import evidence_model, evidence_model_with_head
 
 CAP_TITLE = "Community-Acquired Pneumonia in Adults: Assessment and Antibiotic Treatment"
 CAP_SCOPE = (
@@ -100,7 +100,7 @@ CHILD_DOSE = _p("child", "c1", "Paediatric resuscitation", ["4. Anaphylaxis"],
 def _selector(with_head: bool) -> EvidenceSelector:
     docs = {"adult": [SCOPE, ADULT_DOSE], "child": [CHILD_DOSE]}
     index = ScopeIndex(lambda d: [(p.title, p.section, p.text, p.chunk_id) for p in docs[d]])
-    return EvidenceSelector(HashingEmbedder(), _with_head(0.0) if with_head else _model(0.0), scope=index)
+    return EvidenceSelector(HashingEmbedder(), evidence_model_with_head(0.0) if with_head else evidence_model(0.0), scope=index)
 
 
 @pytest.mark.parametrize("with_head", [False, True])
