@@ -67,7 +67,7 @@ def test_bad_case_line_names_the_line(tmp_path: Path) -> None:
 
 
 CASES: list[dict[str, Any]] = [
-    {"id": "dose", "question": "What IM adrenaline dose is given in anaphylaxis?", "expect": "answer",
+    {"id": "dose", "question": "What IM adrenaline dose is given into the thigh in anaphylaxis?", "expect": "answer",
      "sources": [{"file": "anaphylaxis.md", "page": None}]},
     {"id": "bread", "question": "What is the best recipe for sourdough bread?", "expect": "refuse"},
     {"id": "stridor", "question": "My patient has throat swelling and stridor after a bee sting, what adrenaline dose?",
