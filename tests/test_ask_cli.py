@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,12 +28,20 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full, capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture
-def library_env(tmp_path: Path) -> dict[str, str]:
-    env = {"CQA_DATA_DIR": str(tmp_path / "var")}
-    done = _run(["core.ingest", str(CORPUS / "anaphylaxis.md")], env)
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with the anaphylaxis guideline ingested by `core.ingest` (real MiniLM), once for the module."""
+    data = tmp_path_factory.mktemp("ingested") / "var"
+    done = _run(["core.ingest", str(CORPUS / "anaphylaxis.md")], {"CQA_DATA_DIR": str(data)})
     assert done.returncode == 0, done.stderr
-    return env
+    return data
+
+
+@pytest.fixture
+def library_env(tmp_path: Path, ingested: Path) -> dict[str, str]:
+    """A copy of that folder for one test (each writes its own audit log)."""
+    shutil.copytree(ingested, tmp_path / "var")
+    return {"CQA_DATA_DIR": str(tmp_path / "var")}
 
 
 def test_ask_over_ollama_prints_the_answer_contract(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,10 +82,23 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full, capture_output=True, text=True, timeout=120)
 
 
-def test_cli_writes_one_result_per_case_and_a_summary(tmp_path: Path) -> None:
-    env = {"CQA_DATA_DIR": str(tmp_path / "eval-corpus")}
-    done = _run(["core.ingest", str(CORPUS / "anaphylaxis.md")], env)
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with the anaphylaxis guideline ingested by `core.ingest`, once for the module."""
+    data = tmp_path_factory.mktemp("ingested") / "var"
+    done = _run(["core.ingest", str(CORPUS / "anaphylaxis.md")], {"CQA_DATA_DIR": str(data)})
     assert done.returncode == 0, done.stderr
+    return data
+
+
+def _library(ingested: Path, where: Path) -> dict[str, str]:
+    """A copy of the ingested data folder at `where` (each test writes its own audit log, prompts...)."""
+    shutil.copytree(ingested, where)
+    return {"CQA_DATA_DIR": str(where)}
+
+
+def test_cli_writes_one_result_per_case_and_a_summary(tmp_path: Path, ingested: Path) -> None:
+    env = _library(ingested, tmp_path / "eval-corpus")
     cases, out = tmp_path / "cases.jsonl", tmp_path / "results" / "run.jsonl"
     cases.write_text("".join(json.dumps(c) + "\n" for c in CASES))
 
@@ -116,9 +130,8 @@ def test_cli_names_available_adapters_when_one_is_missing(tmp_path: Path) -> Non
     assert bad_scale.returncode == 2 and "between 0 and 1" in bad_scale.stderr
 
 
-def test_cli_records_the_adapter_and_scale_on_each_answer(tmp_path: Path) -> None:
-    env = {"CQA_DATA_DIR": str(tmp_path / "var")}
-    assert _run(["core.ingest", str(CORPUS / "anaphylaxis.md")], env).returncode == 0
+def test_cli_records_the_adapter_and_scale_on_each_answer(tmp_path: Path, ingested: Path) -> None:
+    env = _library(ingested, tmp_path / "var")
     (tmp_path / "var" / "adapters").mkdir()
     (tmp_path / "var" / "adapters" / "cite-v1.gguf").write_bytes(b"GGUF")  # the fake backend does not load it
     cases, out = tmp_path / "cases.jsonl", tmp_path / "out.jsonl"
@@ -128,12 +141,11 @@ def test_cli_records_the_adapter_and_scale_on_each_answer(tmp_path: Path) -> Non
     assert json.loads(out.read_text())["adapter"] == {"name": "cite-v1", "scale": 0.5}
 
 
-def test_cli_uses_the_active_or_named_prompt_version(tmp_path: Path) -> None:
+def test_cli_uses_the_active_or_named_prompt_version(tmp_path: Path, ingested: Path) -> None:
     from core.answering.prompt_store import PromptStore
     from core.answering.prompts import BUILTIN_SYSTEM_PROMPT, BUILTIN_USER_TEMPLATE
 
-    env = {"CQA_DATA_DIR": str(tmp_path / "eval-corpus")}
-    assert _run(["core.ingest", str(CORPUS / "anaphylaxis.md")], env).returncode == 0
+    env = _library(ingested, tmp_path / "eval-corpus")
     store = PromptStore(f"sqlite:///{tmp_path / 'eval-corpus' / 'prompts.sqlite'}")
     created = store.create("terse", BUILTIN_SYSTEM_PROMPT + "\nBe terse.", BUILTIN_USER_TEMPLATE, "test")
     cases, out = tmp_path / "cases.jsonl", tmp_path / "out.jsonl"
