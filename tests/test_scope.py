@@ -139,3 +139,15 @@ def test_the_ages_a_guideline_covers_rule_out_a_patient_of_another_age() -> None
     assert not asks_about("Paracetamol for a feverish toddler?", fever[0])  # no age given: no veto
     assert asks_about("BP target in a 17yo with hypertension?", adults[0])
     assert not asks_about("BP target for a 55M with hypertension?", adults[0])
+
+
+def test_an_adult_patient_who_mentions_children_is_not_a_child() -> None:
+    from core.answering.scope import age_range
+
+    found = (exclusions("Acute Asthma in Adults", ["1. Scope"], "It does not cover asthma in children or asthma in pregnancy.")
+             + age_range("Acute Asthma in Adults", ["1. Scope"], "This guideline covers acute asthma in adults aged 16 years and over."))
+    assert excluded_by("35F, mother of two children, acute asthma - prednisolone dose?", found) is None
+    assert excluded_by("Prednisolone dose for acute asthma in children?", found) is not None  # no age given
+    assert excluded_by("8 year old with acute asthma - prednisolone dose?", found) is not None  # the age range
+    pregnant = excluded_by("32 year old, 20 weeks pregnant, acute asthma - prednisolone dose?", found)
+    assert pregnant is not None and pregnant.item == "asthma in pregnancy"  # not an age group: still ruled out

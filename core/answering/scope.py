@@ -166,10 +166,28 @@ def asks_about(question: str, exclusion: Exclusion) -> bool:
     return all(s in have for s in exclusion.distinct)
 
 
+# Words that name an age group: "asthma in children", "young people under 18".
+_AGE_GROUP = frozenset(_stem(w) for w in """child children paediatric pediatric neonates neonatal infants infant babies baby
+    toddlers young adolescents teenagers under newborns""".split())
+ADULT_AGE = 18.0
+
+
 def excluded_by(question: str, found: Iterable[Exclusion]) -> Exclusion | None:
-    """The first exclusion `question` is about, or None (always None for a question about coverage)."""
+    """The first exclusion `question` is about, or None (always None for a question about coverage).
+
+    When the question gives the patient's age and it is one the document covers (or, without a stated
+    range, an adult's), an item that only names an age group ("asthma in children") does not apply: "35,
+    mother of two children, acute asthma" is about an adult."""
     if _ASKS_COVERAGE.search(question):
         return None
+    found = list(found)
+    age = question_age(question)
+    if age is not None:
+        ranges = [e.ages for e in found if e.ages is not None]
+        covered = ranges[0][0] <= age < ranges[0][1] if ranges else age >= ADULT_AGE
+        if covered:
+            found = [e for e in found if e.ages is not None
+                     or not all(s in _AGE_GROUP or s.isdigit() for s in e.distinct)]
     return next((e for e in found if asks_about(question, e)), None)
 
 
