@@ -151,3 +151,12 @@ def test_an_adult_patient_who_mentions_children_is_not_a_child() -> None:
     assert excluded_by("8 year old with acute asthma - prednisolone dose?", found) is not None  # the age range
     pregnant = excluded_by("32 year old, 20 weeks pregnant, acute asthma - prednisolone dose?", found)
     assert pregnant is not None and pregnant.item == "asthma in pregnancy"  # not an age group: still ruled out
+
+
+def test_a_question_about_coverage_is_asked_of_the_guideline_not_of_a_treatment() -> None:
+    found = exclusions(CAP_TITLE, ["1. Scope"], CAP_SCOPE)
+    assert excluded_by("Does the CAP guideline apply to aspiration pneumonia?", found) is None
+    assert excluded_by("Is aspiration pneumonia within the scope?", found) is None
+    # "cover" and "include" in a clinical sense do not make it a question about the guideline.
+    assert excluded_by("Antibiotic cover for aspiration pneumonia?", found) is not None
+    assert excluded_by("What should treatment of aspiration pneumonia include?", found) is not None

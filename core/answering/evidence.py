@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from core.answering.relevance import topic_terms, unaddressed_terms
-from core.answering.scope import Exclusion, ScopeIndex
+from core.answering.scope import Exclusion, ScopeIndex, question_ages
 from core.answers import Quote
 from core.errors import CQAError
 from core.learning import LinearScorer
@@ -270,8 +270,6 @@ _POPULATIONS = {
 }
 
 
-_AGE_YEARS = re.compile(r"\b(\d{1,2})\s*-?\s*(?:years?|yrs?|y)\s*-?\s*(?:old|o)\b|\b(\d{1,2})\s*yo\b|\baged?\s+(\d{1,2})\b", re.I)
-_AGE_YOUNG = re.compile(r"\b\d{1,2}\s*-?\s*(?:months?|mo|weeks?|wks?|days?)\s*-?\s*old\b", re.I)
 CHILD_AGE_UNDER = 16
 
 
@@ -280,10 +278,8 @@ def _asks_about(name: str, question: str) -> bool:
     months, weeks or days ("a 6 year old", "9-month-old", "aged 4")."""
     if _POPULATIONS[name].search(question):
         return True
-    if name == "children":
-        if _AGE_YOUNG.search(question):
-            return True
-        return any(int(n) < CHILD_AGE_UNDER for m in _AGE_YEARS.finditer(question) for n in m.groups() if n)
+    if name == "children":  # the same ages the scope check reads (`core.answering.scope.question_ages`)
+        return any(age < CHILD_AGE_UNDER for age in question_ages(question))
     return False
 
 

@@ -58,8 +58,11 @@ _AGE_YEARS = re.compile(r"\b(\d{1,3})\s*-?\s*(?:years?|yrs?|y)\s*-?\s*(?:old|o)\
 _AGE_SEX = re.compile(r"\b(\d{2})\s?[MF]\b")
 _AGE_YOUNG = re.compile(r"\b(\d{1,2})\s*-?\s*(months?|mo|weeks?|wks?|days?)\s*-?\s*old\b", re.I)
 _PER_YEAR = {"m": 12.0, "w": 52.0, "d": 365.0}
-# "Does the guideline cover / apply to ...?": the scope sentence answers it, so no veto.
-_ASKS_COVERAGE = re.compile(r"\b(cover|covers|covered|scope|apply|applies|applicable|include[sd]?|exclude[sd]?)\b", re.I)
+# "Does the guideline cover / apply to ...?": the scope sentence answers it, so no veto. Asked of the
+# guidance itself: "antibiotic cover for aspiration pneumonia" or "what does treatment include" are not.
+_ASKS_COVERAGE = re.compile(
+    r"\b(?:guidelines?|guidance|protocol|policy|pathway|it)\b[^?.!]*\b(?:cover|covers|covered|apply|applies|applicable|"
+    r"include[sd]?|exclude[sd]?)\b|\bscope\b|\b(?:covered|excluded) by\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -144,25 +147,29 @@ def age_range(title: str, section: list[str], text: str, chunk_id: str = "") -> 
     return []
 
 
-def question_age(question: str) -> float | None:
-    """The patient's age in years, when the question gives one."""
-    young = _AGE_YOUNG.search(question)
-    if young:
-        return int(young.group(1)) / _PER_YEAR[young.group(2)[0].lower()]
+def question_ages(question: str) -> list[float]:
+    """Every age in years the question gives, in order ("a 9-month-old", "7yo", "aged 7", "55M")."""
+    ages = [int(m.group(1)) / _PER_YEAR[m.group(2)[0].lower()] for m in _AGE_YOUNG.finditer(question)]
     for pattern in (_AGE_YEARS, _AGE_SEX):
-        m = pattern.search(question)
-        if m:
-            return float(next(g for g in m.groups() if g))
-    return None
+        ages += [float(next(g for g in m.groups() if g)) for m in pattern.finditer(question)]
+    return ages
 
 
-def asks_about(question: str, exclusion: Exclusion) -> bool:
+def question_age(question: str) -> float | None:
+    """The patient's age in years, when the question gives one (the first it gives)."""
+    ages = question_ages(question)
+    return ages[0] if ages else None
+
+
+def asks_about(question: str, exclusion: Exclusion, _stems_of_question: set[str] | None = None,
+               _age: float | None = None) -> bool:
     """Whether `question` is about the excluded item: all its distinguishing words are in the question
-    (for an age range: the patient's age is outside it)."""
+    (for an age range: the patient's age is outside it). `excluded_by` passes the question's stems and
+    age, read once for all the document's items."""
     if exclusion.ages is not None:
-        age = question_age(question)
+        age = question_age(question) if _age is None else _age
         return age is not None and not exclusion.ages[0] <= age < exclusion.ages[1]
-    have = _question_stems(question)
+    have = _question_stems(question) if _stems_of_question is None else _stems_of_question
     return all(s in have for s in exclusion.distinct)
 
 
@@ -181,6 +188,8 @@ def excluded_by(question: str, found: Iterable[Exclusion]) -> Exclusion | None:
     if _ASKS_COVERAGE.search(question):
         return None
     found = list(found)
+    if not found:
+        return None
     age = question_age(question)
     if age is not None:
         ranges = [e.ages for e in found if e.ages is not None]
@@ -188,7 +197,8 @@ def excluded_by(question: str, found: Iterable[Exclusion]) -> Exclusion | None:
         if covered:
             found = [e for e in found if e.ages is not None
                      or not all(s in _AGE_GROUP or s.isdigit() for s in e.distinct)]
-    return next((e for e in found if asks_about(question, e)), None)
+    have = _question_stems(question)
+    return next((e for e in found if asks_about(question, e, have, age)), None)
 
 
 def _read(chunks: Iterable[tuple[str, list[str], str, str]]) -> list[Exclusion]:
@@ -234,9 +244,11 @@ class ScopeIndex:
         found = _read(chunks)
         with self._lock:
             self._items[doc_id] = found
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
 
     def excluded(self, question: str, doc_id: str) -> Exclusion | None:
         """What document `doc_id` says it does not cover that `question` is about, or None."""
         if _ASKS_COVERAGE.search(question):
-            return None
+            return None  # before reading the store: a question about coverage is never ruled out
         return excluded_by(question, self.of(doc_id))
