@@ -257,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cases", nargs="*", type=Path, default=[
         REPO_ROOT / "data" / "eval" / "cases.jsonl", REPO_ROOT / "data" / "answering" / "train_cases.jsonl",
-        REPO_ROOT / "data" / "answering" / "train_cases_part2.jsonl"],
-        help="Team-written case files (default: the three the shipped model was trained on).")
+        REPO_ROOT / "data" / "answering" / "train_cases_part2.jsonl",
+        REPO_ROOT / "data" / "answering" / "train_cases_part3.jsonl"],
+        help="Team-written case files (default: the four the shipped model was trained on).")
     parser.add_argument("--out", type=Path, default=EVIDENCE_MODEL)
     parser.add_argument("--features", type=Path, help="Pickle of the retrieved candidates: reused if present, "
                         "written if not (for trying feature or threshold changes without re-embedding).")

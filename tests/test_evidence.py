@@ -225,3 +225,25 @@ def test_two_rows_of_one_table_are_one_quote() -> None:
     assert len(quotes) == 1 and quotes[0].table_row
     assert quotes[0].sentence == NEWS2[quotes[0].char_start : quotes[0].char_end]
     assert "Respiration rate" in quotes[0].sentence and "131 or more" in quotes[0].sentence
+
+
+def test_a_question_about_the_time_around_a_dose_does_not_need_a_dose() -> None:
+    from core.answering.evidence import answer_gap, asks_dose
+
+    assert asks_dose("What IM adrenaline dose is given in anaphylaxis?")
+    assert asks_dose("What dose of adrenaline, and when do I repeat it?")  # it asks for the dose too
+    assert not asks_dose("Needed 2 IM adrenaline doses - how long do we keep them for obs?")
+    assert not asks_dose("max time from arrival to first abx dose in CAP?")
+    assert answer_gap("Needed 2 IM adrenaline doses - how long do we observe?",
+                      ["Observe for a minimum of 6 hours after 2 doses of IM adrenaline."], []) is None
+    assert answer_gap("What IM adrenaline dose?", ["Observe for a minimum of 6 hours."], []) is not None
+
+
+def test_a_short_word_is_mentioned_by_the_longer_word_it_begins() -> None:
+    from core.answering.relevance import mentions, unaddressed_terms
+
+    text = "Treat hypoglycaemia with 15-20 g of fast-acting carbohydrate."
+    assert unaddressed_terms("hypo treatment - how much carbohydrate?", text, []) == []
+    stems = {"hypogl", "carboh"}
+    assert mentions("hypo", stems) and mentions("hypoglycemia", stems)
+    assert not mentions("gout", stems) and not mentions("carbon", stems)  # a whole 6-letter stem must match

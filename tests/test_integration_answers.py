@@ -25,7 +25,7 @@ QUESTIONS = [json.loads(line) for line in (REPO / "tests" / "data" / "demo_quest
 # Off-corpus clinical questions fall to the evidence gate; non-clinical ones to the scope rules first.
 OFF_TOPIC = [("q072", "no_evidence"), ("q074", "no_evidence"), ("q075", "out_of_scope"), ("q076", "out_of_scope"),
              ("q077", "out_of_scope"), ("q078", "out_of_scope")]
-ANSWERABLE = [q for q in QUESTIONS if q["expect"] == "answer"][::8]
+ANSWERABLE = [q for q in QUESTIONS if q["expect"] == "answer"][::11]
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ def test_exclusions_are_read_from_the_scope_statement_item_by_item() -> None:
                            "aspiration pneumonia"]  # the parenthesis is not an item
     assert items["hospital-acquired pneumonia"] == ("hospit_acquir",)  # a compound, not "hospital"
     assert items["aspiration pneumonia"] == ("aspira",)  # "pneumonia" is the title's own word
-    assert _items(T2DM_TITLE, T2DM_SCOPE) == {"type 1 diabetes": ("1",), "diabetes in pregnancy": ("pregna",),
+    # Only the number is new to the title, so it is read with its word: "type 1", not any "1".
+    assert _items(T2DM_TITLE, T2DM_SCOPE) == {"type 1 diabetes": ("type_1",), "diabetes in pregnancy": ("pregna",),
                                               "diabetes in children": ("childr",)}
     # "X is outside the scope of this guideline" names the item before the verb.
     assert _items("Emergency treatment of anaphylaxis in adults",
@@ -40,6 +41,13 @@ def test_exclusions_are_read_from_the_scope_statement_item_by_item() -> None:
     assert list(_items("Hypoglycaemia in adults", "It does not cover neonates, or hypoglycaemia in people without "
                        "diabetes, who need specialist investigation.")) == [
         "neonates", "hypoglycaemia in people without diabetes, who need specialist investigation"]
+
+
+def test_a_number_left_over_from_the_title_needs_its_word() -> None:
+    found = exclusions(T2DM_TITLE, ["1. Scope"], T2DM_SCOPE)
+    assert excluded_by("eGFR 27 on metformin 1 g bd - carry on?", found) is None  # "1 g" is not type 1 diabetes
+    hit = excluded_by("Starting insulin dose in type 1 diabetes?", found)
+    assert hit is not None and hit.item == "type 1 diabetes"
 
 
 def test_clinical_wording_outside_a_scope_section_is_not_an_exclusion() -> None:

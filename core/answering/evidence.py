@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from core.answering.relevance import topic_terms, unaddressed_terms
+from core.answering.relevance import mentions, topic_terms, unaddressed_terms
 from core.answering.scope import Exclusion, ScopeIndex, question_ages
 from core.answers import Quote
 from core.errors import CQAError
@@ -261,6 +261,10 @@ def _cues(q: QuestionCues, sentence: str) -> list[float]:
 
 
 _ASKS_DOSE = re.compile(r"\b(dose|doses|dosing|dosage|how much|how many (mg|micrograms|units|ml)|infusion rate|regimen)\b", re.I)
+# "How long do we observe after 2 doses?" names a dose but asks for a time: no dose is needed to answer it
+# (unless it also asks for one: "what dose, and when to repeat it?").
+_ASKS_TIME = re.compile(r"\b(how (long|soon|often|quickly)|when|what time|max(imum)? time|time (to|from|between)|timing)\b", re.I)
+_ASKS_DOSE_ITSELF = re.compile(r"\b((what|which) dose|dose of|dosing|dosage|how much|how many (mg|micrograms|units|ml))\b", re.I)
 _ASKS_NUMBER = re.compile(r"\b(target|threshold|cut[- ]?off|what (level|score|value|number|percentage)|how (high|low|many))\b", re.I)
 _NUMBER = re.compile(r"\d")
 # Who a guideline is for: a question about another population is not answered by it.
@@ -283,13 +287,20 @@ def _asks_about(name: str, question: str) -> bool:
     return False
 
 
+def asks_dose(question: str) -> bool:
+    """Whether the answer to `question` must hold a dose: it asks for one, not for a time around one."""
+    if not _ASKS_DOSE.search(question):
+        return False
+    return not _ASKS_TIME.search(question) or bool(_ASKS_DOSE_ITSELF.search(question))
+
+
 def answer_gap(question: str, quotes: list[str], context: list[str]) -> str | None:
     """Why the chosen sentences cannot answer `question`, or None. Two checks any clinician would make:
     a dose question needs a sentence with a dose (a number and a unit) and a target question a number; a
     question about children or pregnancy needs guidance that mentions them (`context`: the quoted passages
     with their titles and headings)."""
     said = " ".join(quotes)
-    if _ASKS_DOSE.search(question) and not _DOSE_UNIT.search(said):
+    if asks_dose(question) and not _DOSE_UNIT.search(said):
         return "no dose is given in the sentences found"
     if _ASKS_NUMBER.search(question) and not _NUMBER.search(said):
         return "no value is given in the sentences found"
@@ -580,7 +591,7 @@ _ACRONYM = re.compile(r"\b[A-Z][A-Z0-9]{1,5}\b")
 
 def _missing_terms(question: str, said: list[str], cited: list[str]) -> list[str]:
     found = _stems(" ".join(said) + "\n" + "\n".join(cited))
-    return [t for t in topic_terms(question) if t[:_STEM] not in found]
+    return [t for t in topic_terms(question) if not mentions(t, found)]
 
 
 def answerability_row(question: str, scored: list[Scored], probs: np.ndarray, said: list[str], cited: list[str]) -> list[float]:
@@ -604,7 +615,7 @@ def answerability_row(question: str, scored: list[Scored], probs: np.ndarray, sa
         max((s.passage_cos for s in scored), default=0.0),
         max((float(s.sentence_cos.max()) for s in scored if s.sentence_cos.size), default=0.0),
         missing / len(terms) if terms else 0.0,
-        sum(t[:_STEM] not in in_evidence for t in terms) / len(terms) if terms else 0.0,
+        sum(not mentions(t, in_evidence) for t in terms) / len(terms) if terms else 0.0,
         min(len(terms), 8) / 8,
         met / asked if asked else 1.0,
         float(answer_gap(question, said, cited) is not None),

@@ -37,6 +37,14 @@ def _stems(text: str) -> set[str]:
     return {w[:_STEM] for w in _WORD.findall(text.lower())}
 
 
+def mentions(term: str, stems: set[str]) -> bool:
+    """Whether a text with these `stems` mentions `term`: the same stem, or, for a word shorter than a
+    stem, a word it begins ("hypo" for hypoglycaemia, "amox" for amoxicillin)."""
+    if term[:_STEM] in stems:
+        return True
+    return len(term) < _STEM and any(s.startswith(term) for s in stems)
+
+
 def topic_terms(question: str) -> list[str]:
     """The question's topic words, in order, without duplicates."""
     words = [w.strip("'-") for w in _WORD.findall(question.lower())]
@@ -48,5 +56,5 @@ def unaddressed_terms(question: str, answer: str, cited: list[str]) -> list[str]
     are more than half of the topic words (else [] : the answer is on topic)."""
     terms = topic_terms(question)
     found = _stems(answer + "\n" + "\n".join(cited))
-    missing = [t for t in terms if t[:_STEM] not in found]
+    missing = [t for t in terms if not mentions(t, found)]
     return missing if terms and len(missing) * 2 > len(terms) else []

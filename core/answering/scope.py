@@ -120,10 +120,21 @@ def exclusions(title: str, section: list[str], text: str, chunk_id: str = "") ->
             else:
                 items.append(part)
         for item in items:
-            distinct = tuple(dict.fromkeys(s for s in _stems(item) if s not in title_stems))
+            stems = _stems(item)
+            distinct = tuple(dict.fromkeys(s for s in stems if s not in title_stems))
+            if distinct and all(s.isdigit() for s in distinct):
+                # Only a number is left ("type 1 diabetes" in a type 2 diabetes guideline): "1" alone would
+                # match "metformin 1 g", so the number must come with the word before it ("type 1").
+                distinct = _anchored(stems)
             if distinct:
                 out.append(Exclusion(title, item, sentence, chunk_id, distinct))
     return out
+
+
+def _anchored(stems: list[str]) -> tuple[str, ...]:
+    """The item's numbers joined to their neighbouring word, as `_question_stems` joins neighbours."""
+    return tuple(f"{stems[i - 1]}_{s}" if i else f"{s}_{stems[i + 1]}" for i, s in enumerate(stems)
+                 if s.isdigit() and len(stems) > 1)
 
 
 def age_range(title: str, section: list[str], text: str, chunk_id: str = "") -> list[Exclusion]:
