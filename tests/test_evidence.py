@@ -247,3 +247,18 @@ def test_a_short_word_is_mentioned_by_the_longer_word_it_begins() -> None:
     stems = {"hypogl", "carboh"}
     assert mentions("hypo", stems) and mentions("hypoglycemia", stems)
     assert not mentions("gout", stems) and not mentions("carbon", stems)  # a whole 6-letter stem must match
+
+
+def test_a_dose_question_about_one_drug_is_not_answered_with_another_drugs_dose() -> None:
+    from core.answering.evidence import answer_gap
+
+    passage = ("Hypertension › 4. Drug treatment\nOffer amlodipine 5 mg once daily. If it is not tolerated, offer an "
+               "ACE inhibitor such as lisinopril.")
+    quote = ["Offer amlodipine 5 mg once daily."]
+    assert answer_gap("Lisinopril starting dose for hypertension?", quote, [passage]) == (
+        "no dose of lisinopril is given in the sentences found")
+    assert answer_gap("Amlodipine starting dose?", quote, [passage]) is None
+    # The drug named only by the quote's heading ("3.1 Adrenaline" over "Give 0.5 mg IM") is dosed.
+    assert answer_gap("adrenaline dose?", ["Give 0.5 mg IM."], ["Anaphylaxis › 3.1 Adrenaline\nGive 0.5 mg IM."]) is None
+    # A name the passages never use (a US name, a brand) is left to the answerability head.
+    assert answer_gap("epinephrine dose?", ["Give 0.5 mg IM."], ["Anaphylaxis › 3.1 Adrenaline\nGive 0.5 mg IM."]) is None

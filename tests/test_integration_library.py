@@ -35,7 +35,7 @@ def _env(data_dir: Path, **extra: str) -> dict[str, str]:
 def corpus_services(tmp_path_factory: pytest.TempPathFactory, minilm: Embedder) -> Iterator[Services]:
     data = tmp_path_factory.mktemp("corpus") / "var"
     svc = build_services(Settings(data_dir=data), embedder=minilm)
-    outcomes = [svc.library.ingest_file(p) for p in corpus_files(CORPUS)]
+    outcomes = svc.library.ingest_files(corpus_files(CORPUS))  # sealed at the end, as first start does
     failed = [o.message for o in outcomes if o.status == "failed"]
     assert not failed, failed
     yield svc

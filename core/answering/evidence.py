@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from core.answering.lexicon import _DRUGS as _DRUG_NAMES
 from core.answering.relevance import mentions, topic_terms, unaddressed_terms
 from core.answering.scope import Exclusion, ScopeIndex, question_ages
 from core.answers import Quote
@@ -294,14 +295,41 @@ def asks_dose(question: str) -> bool:
     return not _ASKS_TIME.search(question) or bool(_ASKS_DOSE_ITSELF.search(question))
 
 
+def named_drugs(text: str) -> list[str]:
+    """The drugs `text` names: a common drug name (`core.answering.lexicon`) or a WHO INN stem."""
+    words = dict.fromkeys(w.lower() for w in re.findall(r"[A-Za-z][a-z]+", text))
+    return [w for w in words if w in _DRUG_NAMES or _INN_DRUG.fullmatch(w)]
+
+
+def undosed_drugs(question: str, quotes: list[str], context: list[str]) -> list[str]:
+    """The drugs a dose question names that its quoted passages name but never dose in the quotes: the
+    dose shown is another drug's ("lisinopril dose?" answered by "amlodipine 5 mg once daily" from a
+    passage that names lisinopril only as an alternative). A drug the passages never name (a brand, a
+    US name) is left to the answerability head. A quote's drug may be in its heading ("3.1 Adrenaline")."""
+    named = " ".join(context).lower()
+    drugs = [d for d in named_drugs(question) if re.search(rf"\b{d}\b", named)]
+    if not drugs:
+        return []
+    for i, quote in enumerate(quotes):
+        heading = context[i].split("\n", 1)[0] if i < len(context) else ""
+        said = f"{heading}\n{quote}".lower()
+        if _DOSE_UNIT.search(quote) and any(re.search(rf"\b{d}\b", said) for d in drugs):
+            return []
+    return drugs
+
+
 def answer_gap(question: str, quotes: list[str], context: list[str]) -> str | None:
     """Why the chosen sentences cannot answer `question`, or None. Two checks any clinician would make:
     a dose question needs a sentence with a dose (a number and a unit) and a target question a number; a
     question about children or pregnancy needs guidance that mentions them (`context`: the quoted passages
     with their titles and headings)."""
     said = " ".join(quotes)
-    if asks_dose(question) and not _DOSE_UNIT.search(said):
-        return "no dose is given in the sentences found"
+    if asks_dose(question):
+        if not _DOSE_UNIT.search(said):
+            return "no dose is given in the sentences found"
+        undosed = undosed_drugs(question, quotes, context)
+        if undosed:
+            return f"no dose of {', '.join(undosed)} is given in the sentences found"
     if _ASKS_NUMBER.search(question) and not _NUMBER.search(said):
         return "no value is given in the sentences found"
     where = " ".join(context)
