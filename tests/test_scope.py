@@ -50,6 +50,18 @@ def test_a_number_left_over_from_the_title_needs_its_word() -> None:
     assert hit is not None and hit.item == "type 1 diabetes"
 
 
+def test_whoever_a_non_population_leaves_out_is_not_covered() -> None:
+    scope = ("This guideline covers the recognition and initial management of suspected sepsis in non-pregnant adults "
+             "aged 16 years and over in the emergency department.")
+    found = exclusions("Sepsis in adults", ["1. Scope"], scope)
+    assert [(e.item, e.distinct) for e in found] == [("pregnant adults", ("pregna",))]
+    hit = excluded_by("28/40 pregnant with ?chorioamnionitis - which sepsis thresholds do I use?", found)
+    assert hit is not None and hit.item == "pregnant adults"
+    assert excluded_by("sepsis in a non-pregnant woman: lactate threshold?", found) is None
+    assert excluded_by("sepsis: lactate threshold for a fluid bolus?", found) is None
+    assert exclusions("Sepsis", ["3. Management"], "Give non-invasive ventilation to adults who need it.") == []
+
+
 def test_clinical_wording_outside_a_scope_section_is_not_an_exclusion() -> None:
     aspirin = "Once haemorrhage is excluded, give aspirin 300 mg daily. This does not cover people on anticoagulants."
     assert exclusions("Stroke", ["3. Acute management", "3.4 Aspirin"], aspirin) == []

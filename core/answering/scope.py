@@ -50,6 +50,8 @@ _STOP = frozenset(
     this guideline guidance it its their they these any all other such as from into than who's someone""".split())
 _STEM = 6
 _COVERS = re.compile(r"\b(?:covers|is for|applies to|is intended for)\b", re.I)
+# "covers ... sepsis in non-pregnant adults": whoever the "non-" leaves out is not covered.
+_NON = re.compile(r"\bnon-([a-z]{4,})\s+(adults?|people|patients|women|men|children|persons?)\b", re.I)
 _AGES_BETWEEN = re.compile(r"\baged (\d{1,2})(?: years)? (?:to|-|–) (\d{1,2}) years\b", re.I)
 _AGES_OVER = re.compile(r"\b(?:aged )?(\d{1,2}) years? (?:and|or) (?:over|older|above)\b|\baged (\d{1,2}) (?:and|or) (?:over|older)\b", re.I)
 _AGES_UNDER = re.compile(r"\b(?:aged )?(?:under|younger than|below)(?: the age of)? (\d{1,2})(?: years)?\b", re.I)
@@ -102,6 +104,11 @@ def exclusions(title: str, section: list[str], text: str, chunk_id: str = "") ->
         sentence = m.group().strip()
         if not in_scope_section and "this guideline" not in sentence.lower():
             continue
+        if _COVERS.search(sentence):
+            for non in _NON.finditer(sentence):
+                distinct = tuple(dict.fromkeys(st for st in _stems(non.group(1)) if st not in title_stems))
+                if distinct:
+                    out.append(Exclusion(title, f"{non.group(1).lower()} {non.group(2).lower()}", sentence, chunk_id, distinct))
         after = _AFTER.search(sentence)
         before = None if after else _BEFORE.search(sentence)
         if after:
