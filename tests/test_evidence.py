@@ -234,6 +234,9 @@ def test_a_question_about_the_time_around_a_dose_does_not_need_a_dose() -> None:
     assert asks_dose("What dose of adrenaline, and when do I repeat it?")  # it asks for the dose too
     assert not asks_dose("Needed 2 IM adrenaline doses - how long do we keep them for obs?")
     assert not asks_dose("max time from arrival to first abx dose in CAP?")
+    # A condition is not a time question: these still need a dose.
+    assert asks_dose("apixaban dose when CrCl is 25?")
+    assert asks_dose("calpol dose per kg for a feverish toddler? how often?")
     assert answer_gap("Needed 2 IM adrenaline doses - how long do we observe?",
                       ["Observe for a minimum of 6 hours after 2 doses of IM adrenaline."], []) is None
     assert answer_gap("What IM adrenaline dose?", ["Observe for a minimum of 6 hours."], []) is not None

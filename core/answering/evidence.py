@@ -262,9 +262,12 @@ def _cues(q: QuestionCues, sentence: str) -> list[float]:
 
 
 _ASKS_DOSE = re.compile(r"\b(dose|doses|dosing|dosage|how much|how many (mg|micrograms|units|ml)|infusion rate|regimen)\b", re.I)
-# "How long do we observe after 2 doses?" names a dose but asks for a time: no dose is needed to answer it
-# (unless it also asks for one: "what dose, and when to repeat it?").
+# "How long do we observe after 2 doses?" names doses given (an event) and asks for a time: no dose is
+# needed to answer it. "Apixaban dose when CrCl is 25?" or "calpol dose per kg, how often?" still ask for
+# one, and so does any question that says so ("what dose, and when to repeat it?").
 _ASKS_TIME = re.compile(r"\b(how (long|soon|often|quickly)|when|what time|max(imum)? time|time (to|from|between)|timing)\b", re.I)
+_DOSE_GIVEN = re.compile(r"\b(\d+|one|two|three|first|second|third|another|next|last|previous|single|further|repeat)\s+"
+                         r"(?:[\w&/-]+\s+){0,2}doses?\b", re.I)
 _ASKS_DOSE_ITSELF = re.compile(r"\b((what|which) dose|dose of|dosing|dosage|how much|how many (mg|micrograms|units|ml))\b", re.I)
 _ASKS_NUMBER = re.compile(r"\b(target|threshold|cut[- ]?off|what (level|score|value|number|percentage)|how (high|low|many))\b", re.I)
 _NUMBER = re.compile(r"\d")
@@ -292,7 +295,8 @@ def asks_dose(question: str) -> bool:
     """Whether the answer to `question` must hold a dose: it asks for one, not for a time around one."""
     if not _ASKS_DOSE.search(question):
         return False
-    return not _ASKS_TIME.search(question) or bool(_ASKS_DOSE_ITSELF.search(question))
+    about_a_dose_given = bool(_ASKS_TIME.search(question) and _DOSE_GIVEN.search(question))
+    return not about_a_dose_given or bool(_ASKS_DOSE_ITSELF.search(question))
 
 
 def named_drugs(text: str) -> list[str]:
