@@ -14,6 +14,7 @@ from core.answering.evidence import EVIDENCE_MODEL, EvidenceModel, EvidenceSelec
 from core.answering.pipeline import AnswerService
 from core.answering.retrieval import Retriever
 from core.answering.scope import ScopeIndex
+from core.answering.vocabulary import default_vocabulary
 from core.library.catalog import Catalog
 from core.library.embedding import Embedder, HashingEmbedder
 from core.library.ingestion import GuidelineLibrary, RecoveryReport
@@ -79,7 +80,8 @@ def build_services(settings: Settings | None = None, *, embedder: Embedder | Non
     )
     recovery = library.recover()
     selector = build_selector(settings, embedder, store)
-    retriever = Retriever(store, embedder, catalog, settings.retrieval, reranker=selector)
+    vocabulary = default_vocabulary() if settings.retrieval.expand_queries else None
+    retriever = Retriever(store, embedder, catalog, settings.retrieval, reranker=selector, vocabulary=vocabulary)
     return Services(settings, embedder, store, catalog, library, retriever, recovery, selector)
 
 

@@ -71,6 +71,10 @@ class LLMSettings(BaseModel):
 class RetrievalSettings(BaseModel):
     top_k: int = Field(default=5, ge=1, le=50, description="Passages retrieved per question.")
     include_superseded: bool = Field(default=False, description="Search superseded versions too.")
+    expand_queries: bool = Field(
+        default=True, description="Search with the expansions of the question's abbreviations, brand and lay names "
+        "(data/answering/clinical_synonyms.json: 'amox' is also searched as amoxicillin).",
+    )
 
 
 class AnswerSettings(BaseModel):

@@ -32,8 +32,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from core.answering.lexicon import _DRUGS as _DRUG_NAMES
-from core.answering.relevance import mentions, topic_terms, unaddressed_terms
+from core.answering.relevance import missing_terms, says, topic_terms, unaddressed_terms
 from core.answering.scope import Exclusion, ScopeIndex, question_ages
+from core.answering.vocabulary import default_vocabulary
 from core.answers import Quote
 from core.errors import CQAError
 from core.learning import LinearScorer
@@ -622,8 +623,7 @@ _ACRONYM = re.compile(r"\b[A-Z][A-Z0-9]{1,5}\b")
 
 
 def _missing_terms(question: str, said: list[str], cited: list[str]) -> list[str]:
-    found = _stems(" ".join(said) + "\n" + "\n".join(cited))
-    return [t for t in topic_terms(question) if not mentions(t, found)]
+    return missing_terms(question, " ".join(said) + "\n" + "\n".join(cited))
 
 
 def answerability_row(question: str, scored: list[Scored], probs: np.ndarray, said: list[str], cited: list[str]) -> list[float]:
@@ -639,6 +639,7 @@ def answerability_row(question: str, scored: list[Scored], probs: np.ndarray, sa
     asked = sum([cues.dose, cues.number, cues.when, cues.which, cues.refer])
     met = sum(_cues(cues, said[0])) if said else 0.0
     missing = len(_missing_terms(question, said, cited))
+    not_found = missing_terms(question, in_evidence)
     quoted = " ".join(said) + "\n" + "\n".join(cited)
     return [
         float(top[0]) if len(top) else 0.0,
@@ -647,7 +648,7 @@ def answerability_row(question: str, scored: list[Scored], probs: np.ndarray, sa
         max((s.passage_cos for s in scored), default=0.0),
         max((float(s.sentence_cos.max()) for s in scored if s.sentence_cos.size), default=0.0),
         missing / len(terms) if terms else 0.0,
-        sum(not mentions(t, in_evidence) for t in terms) / len(terms) if terms else 0.0,
+        len(not_found) / len(terms) if terms else 0.0,
         min(len(terms), 8) / 8,
         met / asked if asked else 1.0,
         float(answer_gap(question, said, cited) is not None),
@@ -666,10 +667,15 @@ def _drugs_missing(question: str, text: str) -> float:
 
 
 def _acronyms_missing(question: str, text: str) -> float:
+    """Share of the question's abbreviations that `text` says neither as such nor spelt out ("HTN" is
+    said by "hypertension": `core.answering.vocabulary`)."""
     acronyms = set(_ACRONYM.findall(question))
     if not acronyms:
         return 0.0
-    return sum(not re.search(rf"\b{re.escape(a)}\b", text, re.I) for a in acronyms) / len(acronyms)
+    stand_ins = default_vocabulary().stand_ins(" ".join(acronyms))
+    stems = _stems(text)
+    return sum(not re.search(rf"\b{re.escape(a)}\b", text, re.I)
+               and not any(says(e, stems) for e in stand_ins.get(a.lower(), ())) for a in acronyms) / len(acronyms)
 
 
 def passage_features(s: Scored, cues: QuestionCues) -> list[float]:

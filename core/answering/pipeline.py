@@ -233,6 +233,7 @@ class AnswerService:
     ) -> Generator[str, None, Answer]:
         assert self._selector is not None
         t0 = time.perf_counter()
+        query = self._retriever.search_text(query)  # as searched: with its abbreviations spelt out
         scored = self._selector.rescore(query, self._selector.embed_query(query), evidence)
         selection = self._selector.choose(query, scored)
         quotes, gap = selection.quotes, selection.gap

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from core.answering.vocabulary import default_vocabulary
+
 _WORD = re.compile(r"[a-z][a-z'-]{3,}")
 _STEM = 6
 # Words that say what kind of question it is, not what it is about.
@@ -45,6 +47,24 @@ def mentions(term: str, stems: set[str]) -> bool:
     return len(term) < _STEM and any(s.startswith(term) for s in stems)
 
 
+def says(phrase: str, stems: set[str]) -> bool:
+    """Whether a text with these `stems` says `phrase`: each of its words of 4+ letters ("urea and
+    electrolytes" needs urea and electrolytes)."""
+    words = [w.strip("'-") for w in _WORD.findall(phrase.lower())]
+    words = [w for w in words if len(w) >= 4]
+    return bool(words) and all(mentions(w, stems) for w in words)
+
+
+def missing_terms(question: str, text: str | set[str]) -> list[str]:
+    """The topic words of `question` that `text` (or a text with these stems) does not mention: neither
+    the word, nor what the clinical vocabulary says a guideline writes for it ("Pradaxa": dabigatran;
+    both words of "blood thinner": anticoagulant)."""
+    stems = _stems(text) if isinstance(text, str) else text
+    stand_ins = default_vocabulary().stand_ins(question)
+    return [t for t in topic_terms(question)
+            if not mentions(t, stems) and not any(says(e, stems) for e in stand_ins.get(t, ()))]
+
+
 def topic_terms(question: str) -> list[str]:
     """The question's topic words, in order, without duplicates."""
     words = [w.strip("'-") for w in _WORD.findall(question.lower())]
@@ -55,6 +75,5 @@ def unaddressed_terms(question: str, answer: str, cited: list[str]) -> list[str]
     """Topic words of `question` found neither in `answer` nor in the `cited` passage texts, when they
     are more than half of the topic words (else [] : the answer is on topic)."""
     terms = topic_terms(question)
-    found = _stems(answer + "\n" + "\n".join(cited))
-    missing = [t for t in terms if not mentions(t, found)]
+    missing = missing_terms(question, answer + "\n" + "\n".join(cited))
     return missing if terms and len(missing) * 2 > len(terms) else []

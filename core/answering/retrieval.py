@@ -12,6 +12,7 @@ from core.settings import RetrievalSettings
 
 if TYPE_CHECKING:
     from core.answering.evidence import EvidenceSelector
+    from core.answering.vocabulary import Vocabulary
 
 
 class Retriever:
@@ -19,8 +20,9 @@ class Retriever:
     section holding the answer comes first."""
 
     def __init__(self, store: ChunkStore, embedder: Embedder, catalog: Catalog, settings: RetrievalSettings,
-                 reranker: EvidenceSelector | None = None) -> None:
+                 reranker: EvidenceSelector | None = None, vocabulary: Vocabulary | None = None) -> None:
         self._store = store
+        self.vocabulary = vocabulary
         self._embedder = embedder
         self._catalog = catalog
         self._settings = settings
@@ -37,7 +39,7 @@ class Retriever:
         include_superseded: bool | None = None,
     ) -> list[RetrievedPassage]:
         """Top-k passages, best first. Only active documents unless superseded ones are asked for."""
-        query = query.strip()
+        query = self.search_text(query)
         if not query:
             return []
         include = self._settings.include_superseded if include_superseded is None else include_superseded
@@ -53,6 +55,12 @@ class Retriever:
         ranked = self.reranker.rank(query, vector, [_passage(h, None) for h in hits])
         return [s.passage.model_copy(update={"similarity": round(s.passage_cos, 4), "rerank_score": round(s.score, 4)})
                 for s in ranked[:k]]
+
+    def search_text(self, query: str) -> str:
+        """The text searched for `query`: with the expansions of its abbreviations, brand and lay names
+        when a clinical vocabulary is set (`core.answering.vocabulary`); expanding twice changes nothing."""
+        query = query.strip()
+        return self.vocabulary.expand(query) if self.vocabulary is not None and query else query
 
     def _with_similarity(self, hits: list[SearchHit], query_vector: list[float]) -> list[RetrievedPassage]:
         # RRF scores rank but do not measure relevance; the evidence gate needs a calibrated

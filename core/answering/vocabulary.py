@@ -1,0 +1,108 @@
+"""How clinicians type, and what a guideline writes instead.
+
+Questions say "amox", "HTN", "U&Es", "Pradaxa", "EpiPen", "blood thinner" and "water tablet"; guidelines
+say amoxicillin, hypertension, urea and electrolytes, dabigatran, adrenaline auto-injector, anticoagulant
+and diuretic. `data/answering/clinical_synonyms.json` is a general clinical vocabulary (about 770
+abbreviations and clipped forms, 500 brand and US drug names, 270 lay terms), written from general
+knowledge by someone who had seen neither the library nor any question set, so it is not fitted to
+either. It is used in two places:
+
+- the search query gets the expansions of the terms it uses ("amox dose CAP" is searched as
+  "amox dose CAP (amoxicillin; community acquired pneumonia; capsule)"), `expand`;
+- a question word counts as mentioned by a passage that says one of its expansions ("Pradaxa" by
+  "dabigatran"; both words of "blood thinner" by "anticoagulant"), `stand_ins`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from core.settings import REPO_ROOT
+
+SYNONYMS = REPO_ROOT / "data" / "answering" / "clinical_synonyms.json"
+_SECTIONS = ("abbreviations", "drug_names", "lay_terms")
+_TOKEN = re.compile(r"[a-z0-9](?:[a-z0-9&+/'-]*[a-z0-9+])?")
+_MAX_WORDS = 3
+
+
+@dataclass(frozen=True)
+class Match:
+    key: str
+    words: tuple[str, ...]  # the question's words that make up the key
+    expansions: tuple[str, ...]
+
+
+class Vocabulary:
+    """Clinical synonyms: key (lower case, 1-3 words) -> what a guideline would write."""
+
+    def __init__(self, entries: dict[str, list[str]]) -> None:
+        self._entries = {k.lower(): tuple(v) for k, v in entries.items() if v}
+
+    @classmethod
+    def load(cls, path: Path = SYNONYMS) -> Vocabulary:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries: dict[str, list[str]] = {}
+        for section in _SECTIONS:
+            for key, values in data.get(section, {}).items():
+                entries.setdefault(key.lower(), [])
+                entries[key.lower()] += [v for v in values if v not in entries[key.lower()]]
+        return cls(entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def matches(self, text: str) -> list[Match]:
+        """The vocabulary's terms in `text`, longest first at each position, without overlaps. A plural
+        ("EpiPens", "nebs") matches its singular."""
+        tokens = _TOKEN.findall(text.lower())
+        out: list[Match] = []
+        i = 0
+        while i < len(tokens):
+            for n in range(min(_MAX_WORDS, len(tokens) - i), 0, -1):
+                words = tuple(tokens[i : i + n])
+                key = self._key(" ".join(words))
+                if key is not None:
+                    out.append(Match(key, words, self._entries[key]))
+                    i += n
+                    break
+            else:
+                i += 1
+        return out
+
+    def _key(self, phrase: str) -> str | None:
+        if phrase in self._entries:
+            return phrase
+        if len(phrase) > 3 and phrase.endswith("s") and phrase[:-1] in self._entries:
+            return phrase[:-1]
+        return None
+
+    def expand(self, query: str) -> str:
+        """`query` followed by the expansions of its terms that it does not already say. A term with
+        several meanings ("CAP": community acquired pneumonia, capsule) gets them all: on the team's
+        typed questions that found more right passages than expanding only the unambiguous terms
+        (top-5 0.94 vs 0.93 on 280 questions)."""
+        lowered = query.lower()
+        extra: list[str] = []
+        for m in self.matches(query):
+            extra += [e for e in m.expansions if e not in lowered and e not in extra]
+        return f"{query} ({'; '.join(extra)})" if extra else query
+
+    def stand_ins(self, text: str) -> dict[str, list[str]]:
+        """For each word of `text` that is part of a vocabulary term, the expansions that stand in for it."""
+        out: dict[str, list[str]] = {}
+        for m in self.matches(text):
+            for word in m.words:
+                out.setdefault(word, []).extend(m.expansions)
+        return out
+
+
+@lru_cache(maxsize=1)
+def default_vocabulary() -> Vocabulary:
+    try:
+        return Vocabulary.load()
+    except (OSError, ValueError):  # a missing or broken file leaves questions as they are typed
+        return Vocabulary({})

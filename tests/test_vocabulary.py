@@ -1,0 +1,61 @@
+"""The clinical vocabulary: abbreviations, brand and lay names searched and recognised as a guideline
+writes them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core.answering.evidence import _acronyms_missing
+from core.answering.relevance import missing_terms, unaddressed_terms
+from core.answering.vocabulary import SYNONYMS, Vocabulary, default_vocabulary
+
+
+def test_shipped_vocabulary_loads_and_spells_out_common_typing() -> None:
+    vocab = default_vocabulary()
+    assert len(vocab) > 1000
+    expanded = vocab.expand("amox dose low severity CAP?")
+    assert expanded.startswith("amox dose low severity CAP? (")
+    assert "amoxicillin" in expanded and "community acquired pneumonia" in expanded
+    assert "urea and electrolytes" in vocab.expand("pt on edoxaban, how often u&es")
+    assert "dabigatran" in vocab.expand("Someone on Pradaxa is bleeding")
+
+
+def test_expansion_is_idempotent_and_leaves_plain_questions_alone() -> None:
+    vocab = default_vocabulary()
+    once = vocab.expand("84yo with HTN, what clinic BP should we aim for?")
+    assert vocab.expand(once) == once
+    assert vocab.expand("What is the adult dose of adrenaline?") == "What is the adult dose of adrenaline?"
+
+
+def test_matches_prefer_the_longest_term_and_plurals() -> None:
+    vocab = Vocabulary({"blood thinner": ["anticoagulant"], "blood": ["haem"], "epipen": ["adrenaline"]})
+    found = vocab.matches("Blood thinner and 2 EpiPens?")
+    assert [(m.key, m.words) for m in found] == [("blood thinner", ("blood", "thinner")), ("epipen", ("epipens",))]
+    assert vocab.stand_ins("blood thinner") == {"blood": ["anticoagulant"], "thinner": ["anticoagulant"]}
+
+
+def test_load_merges_sections(tmp_path: Path) -> None:
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps({"abbreviations": {"HTN": ["hypertension"]}, "lay_terms": {"htn": ["high blood pressure"]},
+                                "drug_names": {}, "ambiguous": ["htn"]}))
+    vocab = Vocabulary.load(path)
+    assert vocab.matches("htn")[0].expansions == ("hypertension", "high blood pressure")
+    assert json.loads(SYNONYMS.read_text())["abbreviations"], "the shipped file has entries"
+
+
+def test_a_brand_or_lay_word_is_mentioned_by_what_the_guideline_writes() -> None:
+    passage = "Dabigatran is contraindicated if creatinine clearance is below 30 mL/min. Anticoagulant choice..."
+    assert "pradaxa" not in missing_terms("Is Pradaxa ok with a creatinine clearance of 26?", passage)
+    assert missing_terms("is a blood thinner ok", "Offer an anticoagulant.") == []
+    # without the vocabulary's help the same words are missing
+    assert "pradaxa" in missing_terms("Is Pradaxa ok?", "Apixaban is preferred.")
+    # the topic-word check: one of two words said (through its generic name) is on topic, none is not
+    assert unaddressed_terms("Pradaxa antidote?", "Dabigatran is stopped 48 hours before surgery.", []) == []
+    assert unaddressed_terms("Pradaxa antidote?", "Apixaban is stopped 48 hours before surgery.", []) == [
+        "pradaxa", "antidote"]
+
+
+def test_an_abbreviation_spelt_out_in_the_passage_is_not_missing() -> None:
+    assert _acronyms_missing("84yo with HTN, target?", "In hypertension aged over 80, aim below 150/90 mmHg.") == 0.0
+    assert _acronyms_missing("84yo with HTN, target?", "In asthma, give oxygen.") == 1.0
