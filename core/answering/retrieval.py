@@ -19,6 +19,8 @@ class Retriever:
     """Hybrid search, then (with an `EvidenceSelector`) a reranking of the top candidates so that the
     section holding the answer comes first."""
 
+    vocabulary: Vocabulary | None = None
+
     def __init__(self, store: ChunkStore, embedder: Embedder, catalog: Catalog, settings: RetrievalSettings,
                  reranker: EvidenceSelector | None = None, vocabulary: Vocabulary | None = None) -> None:
         self._store = store

@@ -21,6 +21,7 @@ from core.answering.pipeline import AnswerService, AskOptions
 from core.answering.prompt_store import PromptStore, PromptStoreError
 from core.answering.prompts import PromptTemplate
 from core.answering.retrieval import Retriever
+from core.answering.vocabulary import Vocabulary
 from core.answers import Answer, Comparison, Difference
 from core.errors import CQAError
 from core.llm import LLMBackend, build_llm
@@ -192,8 +193,9 @@ def side_label(options: AskOptions, service: AnswerService) -> str:
 class FixedPassages(Retriever):
     """A retriever that returns passages fetched earlier, so both sides see exactly the same evidence."""
 
-    def __init__(self, passages: list[RetrievedPassage]) -> None:
+    def __init__(self, passages: list[RetrievedPassage], vocabulary: Vocabulary | None = None) -> None:
         self._passages = list(passages)
+        self.vocabulary = vocabulary  # the sides score the question as the search read it
 
     def retrieve(self, query: str, k: int | None = None, **_filters: Any) -> list[RetrievedPassage]:
         return list(self._passages[:k] if k else self._passages)
@@ -233,7 +235,7 @@ def on_passages(service: AnswerService, passages: list[RetrievedPassage]) -> Ans
     the embedded model and blur the comparison."""
     s = service
     return AnswerService(
-        retriever=FixedPassages(passages), llm=s.llm, settings=s._settings,
+        retriever=FixedPassages(passages, s._retriever.vocabulary), llm=s.llm, settings=s._settings,
         params=s._params.model_copy(update={"temperature": 0.0}),
         safety=s._safety, fallback=None, library_is_empty=s._library_is_empty, selector=s._selector,
     )
