@@ -108,11 +108,15 @@ def test_the_answerability_head_decides_and_names_what_the_passages_do_not_menti
     on_topic = "What is the adrenaline dose IM?"
     chosen = selector.choose(on_topic, selector.rescore(on_topic, selector.embed_query(on_topic), [_passage()]))
     assert chosen.gap is None and chosen.quotes and chosen.confidence is not None and chosen.confidence >= 0.5
-    near_miss = "What is the methotrexate dose for rheumatoid arthritis?"
+    near_miss = "When should methotrexate be used for rheumatoid arthritis?"
     refused = selector.choose(near_miss, selector.rescore(near_miss, selector.embed_query(near_miss), [_passage()]))
     assert refused.confidence is not None and refused.confidence < 0.5
     assert refused.gap is not None and "methotrexate" in refused.gap and "rheumatoid" in refused.gap
     assert selector.select(near_miss, selector.rescore(near_miss, selector.embed_query(near_miss), [_passage()])) == []
+    # as a dose question, the drug no passage names is reason enough, whatever the head says
+    dose = "What is the methotrexate dose for rheumatoid arthritis?"
+    gap = selector.choose(dose, selector.rescore(dose, selector.embed_query(dose), [_passage()])).gap
+    assert gap == "the passages found do not mention methotrexate"
 
 
 def test_answerability_features_see_drugs_and_abbreviations_the_passages_do_not_mention() -> None:
@@ -265,3 +269,25 @@ def test_a_dose_question_about_one_drug_is_not_answered_with_another_drugs_dose(
     assert answer_gap("adrenaline dose?", ["Give 0.5 mg IM."], ["Anaphylaxis › 3.1 Adrenaline\nGive 0.5 mg IM."]) is None
     # A name the passages never use (a US name, a brand) is left to the answerability head.
     assert answer_gap("epinephrine dose?", ["Give 0.5 mg IM."], ["Anaphylaxis › 3.1 Adrenaline\nGive 0.5 mg IM."]) is None
+
+
+def test_a_dose_question_about_a_drug_no_passage_names_is_refused() -> None:
+    from core.answering.evidence import answer_gap, unnamed_drugs
+    from core.answering.vocabulary import default_vocabulary
+
+    passage = "Depression › 3.3 Antidepressant prescribing\nOffer sertraline 50 mg once daily."
+    quote = ["Offer sertraline 50 mg once daily."]
+    assert answer_gap("mirtazapine starting dose for depression?", quote, [passage]) == (
+        "the passages found do not mention mirtazapine")
+    assert answer_gap("sertraline starting dose?", quote, [passage]) is None
+    # a drug the patient is on is context; a class is named by its members
+    juice = ["Give 15-20 g of fast-acting carbohydrate, for example 150-200 mL of fruit juice."]
+    assert unnamed_drugs("BM 3.1, alert, on gliclazide. How much juice?", juice, juice) == []
+    statin = ["Offer atorvastatin 20 mg once daily."]
+    assert unnamed_drugs("statin dose post mi", statin, statin) == []
+    # one of the drugs named is enough: the other may be what the patient already takes
+    assert unnamed_drugs("on apixaban - aspirin dose for TIA?", ["Give aspirin 300 mg."], ["TIA\nGive aspirin 300 mg."]) == []
+    # a brand is read by the generic name its expansion adds
+    adrenaline = ["Anaphylaxis › 3.1 Adrenaline\nGive 0.5 mg IM."]
+    assert answer_gap(default_vocabulary().expand("EpiPen dose for an adult?"), ["Give 0.5 mg IM."], adrenaline) is None
+    assert answer_gap(default_vocabulary().expand("Glucagen dose?"), ["Give 0.5 mg IM."], adrenaline) is not None

@@ -26,6 +26,9 @@ QUESTIONS = [json.loads(line) for line in (REPO / "tests" / "data" / "demo_quest
 OFF_TOPIC = [("q072", "no_evidence"), ("q074", "no_evidence"), ("q075", "out_of_scope"), ("q076", "out_of_scope"),
              ("q077", "out_of_scope"), ("q078", "out_of_scope")]
 ANSWERABLE = [q for q in QUESTIONS if q["expect"] == "answer"][::8]
+# The base model writes a summary for every answered question (it is never shown unless it verifies):
+# six questions keep the checks on real output at two thirds of the time of nine.
+ANSWERABLE_BASE = ANSWERABLE[::3] + ANSWERABLE[1::3]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,7 @@ def test_answerable_questions_are_answered_with_quotes_from_the_right_guideline(
     """Evidence first, on the real MiniLM, Milvus Lite and model: the answer is verbatim guideline
     sentences, each the exact span of a retrieved passage; most come from the guideline asked about."""
     answered = right = refused = summaries = 0
-    for q in ANSWERABLE:
+    for q in ANSWERABLE_BASE:
         answer = pipeline[1].ask(q["question"])
         expected = {s["file"] for s in q["sources"]}
         if not answer.quotes:  # refused (or an escalation with nothing to quote)
@@ -71,9 +74,9 @@ def test_answerable_questions_are_answered_with_quotes_from_the_right_guideline(
         if answer.summary and not answer.summary_shown:
             assert answer.summary not in answer.text  # an unverified summary is never shown
     with capsys.disabled():
-        print(f"\n[real model] {len(ANSWERABLE)} answerable: answered={answered} (right guideline {right}, "
+        print(f"\n[real model] {len(ANSWERABLE_BASE)} answerable: answered={answered} (right guideline {right}, "
               f"verified summary on top {summaries}) refused={refused}")
-    assert answered >= len(ANSWERABLE) // 2, "most answerable questions must get an answer"
+    assert answered >= len(ANSWERABLE_BASE) // 2, "most answerable questions must get an answer"
     assert right >= 0.7 * answered
 
 

@@ -38,9 +38,10 @@ def test_matches_prefer_the_longest_term_and_plurals() -> None:
 def test_load_merges_sections(tmp_path: Path) -> None:
     path = tmp_path / "v.json"
     path.write_text(json.dumps({"abbreviations": {"HTN": ["hypertension"]}, "lay_terms": {"htn": ["high blood pressure"]},
-                                "drug_names": {}, "ambiguous": ["htn"]}))
+                                "drug_names": {"pt": ["patient", "prothrombin time"]}, "ambiguous": ["pt"]}))
     vocab = Vocabulary.load(path)
     assert vocab.matches("htn")[0].expansions == ("hypertension", "high blood pressure")
+    assert vocab.matches("pt")[0].expansions == ("patient",)  # ambiguous: its first meaning
     assert json.loads(SYNONYMS.read_text())["abbreviations"], "the shipped file has entries"
 
 
@@ -59,3 +60,15 @@ def test_a_brand_or_lay_word_is_mentioned_by_what_the_guideline_writes() -> None
 def test_an_abbreviation_spelt_out_in_the_passage_is_not_missing() -> None:
     assert _acronyms_missing("84yo with HTN, target?", "In hypertension aged over 80, aim below 150/90 mmHg.") == 0.0
     assert _acronyms_missing("84yo with HTN, target?", "In asthma, give oxygen.") == 1.0
+
+
+def test_everyday_function_words_count_only_in_capitals() -> None:
+    vocab = default_vocabulary()
+    assert vocab.expand("what resp rate counts as amber - does that matter?") == (
+        "what resp rate counts as amber - does that matter? (respiratory)")
+    assert "aortic stenosis" in vocab.expand("known AS, BP target?")
+
+
+def test_a_term_with_several_meanings_stands_for_its_first() -> None:
+    vocab = Vocabulary({"mg": ["milligram", "magnesium"], "cap": ["community acquired pneumonia", "capsule"]}, {"mg"})
+    assert vocab.expand("mg dose CAP") == "mg dose CAP (milligram; community acquired pneumonia; capsule)"

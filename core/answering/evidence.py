@@ -323,6 +323,18 @@ def undosed_drugs(question: str, quotes: list[str], context: list[str]) -> list[
     return drugs
 
 
+def unnamed_drugs(question: str, quotes: list[str], context: list[str]) -> list[str]:
+    """The drugs a dose question asks about when the quoted sentences and their passages name none of
+    them: "mirtazapine starting dose?" quoted with the sertraline dose. A drug the patient is on ("on
+    gliclazide, how much juice?") is context, not asked about. A brand or US name counts by the generic
+    name the question's expansion adds ("Pradaxa (dabigatran)": `core.answering.vocabulary`)."""
+    drugs = [d for d in named_drugs(question) if not re.search(rf"\b(?:on|taking|takes)\s+{d}\b", question, re.I)]
+    text = " ".join([*quotes, *context]).lower()
+    if not drugs or any(d in text for d in drugs):  # "statin" is named by "atorvastatin"
+        return []
+    return drugs
+
+
 def answer_gap(question: str, quotes: list[str], context: list[str]) -> str | None:
     """Why the chosen sentences cannot answer `question`, or None. Two checks any clinician would make:
     a dose question needs a sentence with a dose (a number and a unit) and a target question a number; a
@@ -332,6 +344,9 @@ def answer_gap(question: str, quotes: list[str], context: list[str]) -> str | No
     if asks_dose(question):
         if not _DOSE_UNIT.search(said):
             return "no dose is given in the sentences found"
+        unnamed = unnamed_drugs(question, quotes, context)
+        if unnamed:
+            return f"the passages found do not mention {', '.join(unnamed)}"
         undosed = undosed_drugs(question, quotes, context)
         if undosed:
             return f"no dose of {', '.join(undosed)} is given in the sentences found"
@@ -612,8 +627,9 @@ ANSWERABLE_FEATURES = (
     "missing_in_evidence", "topic_terms", "cues_met", "gap", "missing_in_quoted_count", "acronyms_missing",
     "drugs_missing",
 )
-# Drug names by their WHO INN stems (-pril, -sartan, -gliptin, -xaban, -grel, -plase...): a question naming
-# a drug that the quoted passages never mention is usually about guidance they do not give.
+# Drug names by their WHO INN stems (-pril, -sartan, -gliptin, -xaban, -grel, -plase...), with the common
+# names of `core.answering.lexicon` (`named_drugs`): a question naming a drug that the quoted passages
+# never mention is usually about guidance they do not give.
 _INN_DRUG = re.compile(
     r"\b\w+(?:pril|sartan|olol|dipine|statin|azole|cillin|mycin|cycline|floxacin|gliflozin|gliptin|glutide|formin|"
     r"parin|xaban|gatran|grel|plase|afil|faxine|oxetine|pramine|triptyline|lukast|phylline|sone|olone|terol|tropium|"
@@ -659,11 +675,11 @@ def answerability_row(question: str, scored: list[Scored], probs: np.ndarray, sa
 
 
 def _drugs_missing(question: str, text: str) -> float:
-    drugs = {m.group().lower() for m in _INN_DRUG.finditer(question)}
+    drugs = named_drugs(question)
     if not drugs:
         return 0.0
     lowered = text.lower()
-    return sum(d not in lowered for d in drugs) / len(drugs)
+    return sum(not re.search(rf"\b{d}", lowered) for d in drugs) / len(drugs)
 
 
 def _acronyms_missing(question: str, text: str) -> float:
