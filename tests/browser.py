@@ -111,10 +111,11 @@ def wait_idle(page: object, timeout_ms: int = 120_000) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)
 
 
-def click_until(page: object, button: object, expected: object, tries: int = 3) -> None:
+def click_until(page: object, button: object, expected: object, tries: int = 3, timeout: float | None = None) -> None:
     """Click, then wait for what the click should show (`expected`). A click that lands while a rerun
     is starting can be dropped, so click again, but only while the button is still there: under load
-    the rerun may start late, and the button may already be gone when the first click worked."""
+    the rerun may start late, and the button may already be gone when the first click worked. `timeout`
+    (ms) is how long the outcome may then take."""
     from playwright.sync_api import Locator
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -131,7 +132,7 @@ def click_until(page: object, button: object, expected: object, tries: int = 3) 
             return
         except PlaywrightTimeout:
             continue
-    expected.first.wait_for()
+    expected.first.wait_for(timeout=timeout)  # None: the page's default (90 s)
 
 
 def start_quoting_app(tmp_path: Path, fake_ollama_server: Callable[..., FakeOllama]) -> Iterator[RunningApp]:
