@@ -72,3 +72,10 @@ def test_everyday_function_words_count_only_in_capitals() -> None:
 def test_a_term_with_several_meanings_stands_for_its_first() -> None:
     vocab = Vocabulary({"mg": ["milligram", "magnesium"], "cap": ["community acquired pneumonia", "capsule"]}, {"mg"})
     assert vocab.expand("mg dose CAP") == "mg dose CAP (milligram; community acquired pneumonia; capsule)"
+
+
+def test_unusual_letters_neither_crash_nor_shift_the_words() -> None:
+    vocab = default_vocabulary()
+    # "İ" lower-cases to two characters: the capitals check must still read the right word
+    assert "aortic stenosis" in vocab.expand("İİİ AS")
+    assert vocab.expand("İ İ İ İ İ as it on") == "İ İ İ İ İ as it on"

@@ -26,8 +26,7 @@ from core.settings import REPO_ROOT
 
 SYNONYMS = REPO_ROOT / "data" / "answering" / "clinical_synonyms.json"
 _SECTIONS = ("abbreviations", "drug_names", "lay_terms")
-_TOKEN = re.compile(r"[a-z0-9](?:[a-z0-9&+/'-]*[a-z0-9+])?")
-_TOKEN_ANY_CASE = re.compile(_TOKEN.pattern, re.I)
+_TOKEN = re.compile(r"[a-z0-9](?:[a-z0-9&+/'-]*[a-z0-9+])?", re.I)
 _MAX_WORDS = 3
 
 
@@ -64,8 +63,10 @@ class Vocabulary:
         """The vocabulary's terms in `text`, longest first at each position, without overlaps. A plural
         ("EpiPens", "nebs") matches its singular. A term that is also an everyday function word ("as",
         "on", "it", "all") counts only in capitals (AS, ON, IT, ALL)."""
-        typed = _TOKEN.findall(text.lower())
-        original = [text[m.start() : m.end()] for m in _TOKEN_ANY_CASE.finditer(text)]
+        # One tokenisation: lower-casing first can change a word's length ("İ"), and two lists could
+        # then disagree on where each word is.
+        original = [m.group() for m in _TOKEN.finditer(text)]
+        typed = [w.lower() for w in original]
         out: list[Match] = []
         i = 0
         while i < len(typed):
