@@ -157,3 +157,27 @@ def test_cli_uses_the_active_or_named_prompt_version(tmp_path: Path, ingested: P
     assert json.loads(out.read_text())["prompt_version"] == "builtin-1"  # the active one
     missing = _run(["core.eval", str(cases), "--out", str(out), "--prompt", "v99"], env)
     assert missing.returncode == 3 and "v99" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_every_held_out_guideline_set_loads_and_its_facts_are_in_its_source_files() -> None:
+    """The blind sets are read only as a whole by `core.eval`; this checks their shape, not their content."""
+    from core.evaluation.cases import load_cases
+    from core.evaluation.facts import contains_fact
+    from core.library.parsing import parse_file
+    from core.settings import REPO_ROOT, Settings
+
+    guidelines = REPO_ROOT / "data" / "guidelines"
+    texts: dict[str, str] = {}
+    for path in sorted((REPO_ROOT / "tests" / "data" / "blind").glob("guideline_questions*.jsonl")):
+        cases = load_cases(path)
+        assert len(cases) >= 120, path.name
+        assert {c.expect for c in cases} == {"answer", "refuse", "escalate"}, path.name
+        for case in cases:
+            for source in case.sources:
+                if source.file not in texts:
+                    path_ = guidelines / source.file
+                    parsed = parse_file(path_.read_bytes(), source.file, Settings().ingest)
+                    texts[source.file] = "\n".join(b.text for b in parsed.blocks)
+            if case.expect == "answer":
+                assert case.sources and case.facts, (path.name, case.id)
+                assert any(contains_fact(texts[s.file], f) for f in case.facts for s in case.sources), (path.name, case.id)
