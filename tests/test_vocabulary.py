@@ -79,3 +79,26 @@ def test_unusual_letters_neither_crash_nor_shift_the_words() -> None:
     # "İ" lower-cases to two characters: the capitals check must still read the right word
     assert "aortic stenosis" in vocab.expand("İİİ AS")
     assert vocab.expand("İ İ İ İ İ as it on") == "İ İ İ İ İ as it on"
+
+
+def test_the_question_as_typed_comes_back_from_the_searched_text() -> None:
+    vocabulary = Vocabulary({"yo": ["year old"], "cap": ["community acquired pneumonia"]})
+    typed = "7 yo with CAP: which antibiotic?"
+    searched = vocabulary.expand(typed)
+    assert searched != typed and vocabulary.typed(searched) == typed
+    own = "glucose infusion rate (mL/hour)"  # the clinician's own brackets stay
+    assert vocabulary.typed(own) == own and vocabulary.typed(vocabulary.expand(own)) == own
+
+
+def test_a_refusal_names_the_words_the_clinician_typed_not_the_expansions() -> None:
+    from core.answering.evidence import unmentioned
+
+    searched = default_vocabulary().expand("HbA1c target for a T2DM patient on gliclazide?")
+    assert "glycated" in searched  # the search also reads "glycated haemoglobin"
+    said = ["Agree an individual HbA1c target, usually 48 mmol/mol for people on metformin alone."]
+    cited = ["Type 2 diabetes 3. Glycaemic targets\n" + said[0]]
+    assert unmentioned(searched, said, cited) == ["gliclazide"]
+    # as typed, and a typed abbreviation counts as mentioned by what it stands for
+    searched = default_vocabulary().expand("Dose of Pradaxa in COPD?")
+    assert unmentioned(searched, ["Dabigatran 150 mg twice daily."], ["AF 4. Dabigatran\nDabigatran 150 mg twice daily."]) \
+        == ["COPD"]

@@ -551,7 +551,8 @@ class EvidenceSelector:
         cited = [cited_text(scored[q.n - 1].passage) for q in quotes]
         missing = unaddressed_terms(question, " ".join(said), cited)
         if self.model.answerable is None:
-            gap = f"the passages found do not mention {', '.join(missing)}" if missing else answer_gap(question, said, cited)
+            named = ", ".join(unmentioned(question, said, cited) or missing)
+            gap = f"the passages found do not mention {named}" if missing else answer_gap(question, said, cited)
             return Selection(quotes, None, gap)
         if excluded:  # the head reads the passages that remain evidence
             row = answerability_row(question, [s for s in scored if s.passage.doc_id not in excluded], probs[~owner],
@@ -561,7 +562,7 @@ class EvidenceSelector:
         confidence = float(self.model.answerable.score(np.asarray([row]))[0])
         gap = answer_gap(question, said, cited)
         if gap is None and confidence < self.model.answerable_threshold:
-            terms = missing or _missing_terms(question, said, cited)
+            terms = unmentioned(question, said, cited)
             gap = (f"the passages found do not mention {', '.join(terms)}" if terms
                    else f"the closest sentences do not match it closely enough (confidence {confidence:.2f})")
         return Selection(quotes, round(confidence, 4), gap)
@@ -640,6 +641,19 @@ _ACRONYM = re.compile(r"\b[A-Z][A-Z0-9]{1,5}\b")
 
 def _missing_terms(question: str, said: list[str], cited: list[str]) -> list[str]:
     return missing_terms(question, " ".join(said) + "\n" + "\n".join(cited))
+
+
+def unmentioned(question: str, said: list[str], cited: list[str]) -> list[str]:
+    """The topic words the clinician typed that the quoted passages do not mention, as typed: the reason a
+    refusal gives. `question` is the text as searched; the expansions the search added are not named
+    ("HbA1c target on gliclazide?" lacks gliclazide, not "glycated, haemoglobin"), and a typed word
+    counts as mentioned by its expansions as everywhere else ("HTN" by hypertension)."""
+    typed = default_vocabulary().typed(question)
+    out = []
+    for term in _missing_terms(typed, said, cited):
+        m = re.search(rf"\b{re.escape(term)}\b", typed, re.I)
+        out.append(m.group(0) if m else term)
+    return out
 
 
 def answerability_row(question: str, scored: list[Scored], probs: np.ndarray, said: list[str], cited: list[str]) -> list[float]:

@@ -96,6 +96,11 @@ class Vocabulary:
             extra += [e for e in m.expansions if e not in lowered and e not in extra]
         return f"{query} ({'; '.join(extra)})" if extra else query
 
+    def typed(self, text: str) -> str:
+        """`text` without the expansions `expand` appended: the question as the clinician typed it."""
+        cut = text.rfind(" (")
+        return text[:cut] if cut > 0 and text.endswith(")") and self.expand(text[:cut]) == text else text
+
     def stand_ins(self, text: str) -> dict[str, list[str]]:
         """For each word of `text` that is part of a vocabulary term, the expansions that stand in for it."""
         out: dict[str, list[str]] = {}
