@@ -175,8 +175,8 @@ def test_every_held_out_guideline_set_loads_and_its_facts_are_in_its_source_file
         for case in cases:
             for source in case.sources:
                 if source.file not in texts:
-                    path_ = guidelines / source.file
-                    parsed = parse_file(path_.read_bytes(), source.file, Settings().ingest)
+                    data = (guidelines / source.file).read_bytes()
+                    parsed = parse_file(data, source.file, Settings().ingest)
                     texts[source.file] = "\n".join(b.text for b in parsed.blocks)
             if case.expect == "answer":
                 assert case.sources and case.facts, (path.name, case.id)

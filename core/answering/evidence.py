@@ -551,9 +551,10 @@ class EvidenceSelector:
         cited = [cited_text(scored[q.n - 1].passage) for q in quotes]
         missing = unaddressed_terms(question, " ".join(said), cited)
         if self.model.answerable is None:
-            named = ", ".join(unmentioned(question, said, cited) or missing)
-            gap = f"the passages found do not mention {named}" if missing else answer_gap(question, said, cited)
-            return Selection(quotes, None, gap)
+            if missing:
+                named = unmentioned(question, said, cited) or missing
+                return Selection(quotes, None, f"the passages found do not mention {', '.join(named)}")
+            return Selection(quotes, None, answer_gap(question, said, cited))
         if excluded:  # the head reads the passages that remain evidence
             row = answerability_row(question, [s for s in scored if s.passage.doc_id not in excluded], probs[~owner],
                                     said, cited)
