@@ -52,7 +52,8 @@ class Quote(BaseModel):
     chunk_id: str
     char_start: int = Field(description="Offset of the sentence in the passage text.")
     char_end: int
-    score: float = Field(description="Sentence scorer probability (0-1) that it answers the question.")
+    score: float = Field(description="Sentence scorer probability (0-1) that it answers the question, with the "
+                         "reader's reading added when the scorers use the reader (core.answering.reader).")
     table_row: bool = False
 
 

@@ -126,9 +126,14 @@ def build_selector(settings: Settings, embedder: Embedder, store: ChunkStore | N
     does not cover the question's subject (`core.answering.scope`)."""
     if not settings.answer.evidence_first:
         return None
-    model = EvidenceModel.load(settings.answer.evidence_model or EVIDENCE_MODEL)
+    model = EvidenceModel.load(settings.answer.evidence_model or EVIDENCE_MODEL).for_embedder(getattr(embedder, "name", ""))
     scope = ScopeIndex(_scope_chunks(store)) if store is not None else None
-    return EvidenceSelector(embedder, model.for_embedder(getattr(embedder, "name", "")), scope=scope)
+    reader = None
+    if model.reader_weight is not None:  # trained with the reader: a cross-encoder on the bundled MiniLM
+        from core.answering.reader import Reader
+
+        reader = Reader(base_dir=settings.embedding.model_dir)
+    return EvidenceSelector(embedder, model, scope=scope, reader=reader)
 
 
 def _scope_chunks(store: ChunkStore) -> Callable[[str], list[tuple[str, list[str], str, str]]]:

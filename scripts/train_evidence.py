@@ -19,6 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import pickle  # noqa: E402
 import sys  # noqa: E402
@@ -36,6 +37,7 @@ from core.answering.evidence import (  # noqa: E402
     ANSWERABLE_FEATURES,
     EVIDENCE_MODEL,
     PASSAGE_FEATURES,
+    READER_FEATURES,
     SENTENCE_FEATURES,
     EvidenceModel,
     QuestionCues,
@@ -46,7 +48,10 @@ from core.answering.evidence import (  # noqa: E402
     cited_text,
     passage_matrix,
     pick_quotes,
+    read_order,
+    reread,
     sentence_matrix,
+    sentence_texts,
     with_list,
 )
 from core.answering.relevance import unaddressed_terms  # noqa: E402
@@ -67,6 +72,26 @@ HEAD_MAX_FALSE_REFUSALS = 0.20
 HEAD_GATE = 0.30  # below it a question is off-topic for the library: the head decides above it
 MAX_QUOTES = 3
 QUOTE_MARGIN = 0.25
+READER_WEIGHT = 1.0
+READER_OOF = REPO_ROOT / "data" / "answering" / "reader_oof.json"
+
+
+@dataclass
+class Reads:
+    """The reader's held-out scores (`scripts/train_reader.py --cv`), by question and sentence."""
+
+    scores: dict[str, float]
+    weight: float = READER_WEIGHT
+    reads: int = 8
+
+    def of(self, case_id: str, texts: list[str]) -> np.ndarray:
+        # Every sentence read in cross-validation has a held-out score (same folds, same scorers as
+        # train_reader.py); anything else would read as 0.5, which adds nothing.
+        return np.asarray([self.scores.get(pair_key(case_id, t), 0.5) for t in texts])
+
+
+def pair_key(case_id: str, text: str) -> str:
+    return f"{case_id}:{hashlib.sha1(text.encode()).hexdigest()[:16]}"
 
 
 @dataclass
@@ -145,11 +170,11 @@ class Outcome:
     fact_in_top3: bool
     on_topic: bool  # the topic-word check and `answer_gap` pass (the decision without a head)
     gap: bool  # `answer_gap` alone objects (a hard check, also with the head)
-    row: list[float]  # ANSWERABLE_FEATURES
+    row: list[float]  # head_features()
     confidence: float = 0.0  # the answerability head's cross-validated probability
 
 
-def _evaluate(case: Case, passage: LinearScorer, sentence: LinearScorer) -> Outcome:
+def _evaluate(case: Case, passage: LinearScorer, sentence: LinearScorer, reader: Reads | None = None) -> Outcome:
     def hit(items: list[Scored], n: int) -> bool:
         return any(holds_source(s.passage, src) for s in items[:n] for src in case.sources)
 
@@ -158,17 +183,30 @@ def _evaluate(case: Case, passage: LinearScorer, sentence: LinearScorer) -> Outc
     top = ranked[:TOP_PASSAGES]
     rows = sentence_matrix(case.question, top)
     probs = sentence.score(rows) if len(rows) else np.zeros(0)
+    read_best = 0.0
+    if reader is not None and len(probs):
+        idx = read_order(probs, reader.reads)
+        texts = sentence_texts(top)
+        reads = reader.of(case.id, [texts[k] for k in idx])
+        probs, read_best = reread(probs, idx, reads, reader.weight), float(reads.max())
     quotes = pick_quotes(top, probs, 0.0, MAX_QUOTES, QUOTE_MARGIN)
     said = [q.sentence for q in quotes]
     cited = [cited_text(top[q.n - 1].passage) for q in quotes]
     gap = answer_gap(case.question, said, cited) is not None
+    names = head_features(reader)
+    row = answerability_row(case.question, top, probs, said, cited) + [read_best] * (reader is not None) if said \
+        else [0.0] * len(names)
     return Outcome(
         case, hit(hybrid, 1), hit(hybrid, 5), hit(ranked, 1), hit(ranked, 5),
         float(probs.max()) if len(probs) else 0.0,
         any(contains_fact(t, f) for t in said for f in case.facts),
         not unaddressed_terms(case.question, " ".join(said), cited) and not gap,
-        gap, answerability_row(case.question, top, probs, said, cited) if said else [0.0] * len(ANSWERABLE_FEATURES),
+        gap, row,
     )
+
+
+def head_features(reader: Reads | None) -> tuple[str, ...]:
+    return (*ANSWERABLE_FEATURES, *READER_FEATURES) if reader is not None else ANSWERABLE_FEATURES
 
 
 def _threshold(outcomes: list[Outcome], gate: float, value: Callable[[Outcome], float],
@@ -181,7 +219,8 @@ def _threshold(outcomes: list[Outcome], gate: float, value: Callable[[Outcome], 
     return max(0.0, answer[max(allowed, 0)] - 1e-4) if answer else 0.5
 
 
-def _fit_answerable(outcomes: list[Outcome], gate: float, share: float = MAX_FALSE_REFUSALS) -> tuple[LinearScorer, float, list[Outcome]]:
+def _fit_answerable(outcomes: list[Outcome], gate: float, share: float = MAX_FALSE_REFUSALS,
+                    names: tuple[str, ...] = ANSWERABLE_FEATURES) -> tuple[LinearScorer, float, list[Outcome]]:
     """The answerability head, fitted on the cross-validated first-stage features (stacking): its own
     5-fold probabilities fill `confidence`, which sets the threshold."""
     usable = [o for o in outcomes if o.case.gate >= gate and not o.gap]
@@ -189,10 +228,10 @@ def _fit_answerable(outcomes: list[Outcome], gate: float, share: float = MAX_FAL
     labels = np.asarray([float(o.case.expect == "answer") for o in usable])
     folds = np.random.default_rng(13).permutation(len(usable)) % FOLDS
     for k in range(FOLDS):
-        head = fit_logistic(rows[folds != k], labels[folds != k], ANSWERABLE_FEATURES)
+        head = fit_logistic(rows[folds != k], labels[folds != k], names)
         for o, p in zip([u for u, f in zip(usable, folds, strict=True) if f == k], head.score(rows[folds == k]), strict=True):
             o.confidence = float(p)
-    head = fit_logistic(rows, labels, ANSWERABLE_FEATURES)
+    head = fit_logistic(rows, labels, names)
     threshold = _answerable_threshold(outcomes, gate, share)
     return head, threshold, outcomes
 
@@ -272,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Cap on answerable training questions the head may refuse (default %(default)s).")
     parser.add_argument("--no-answerable-head", action="store_true",
                         help="Decide by the sentence threshold and the topic-word check, as evidence-v1 did.")
+    parser.add_argument("--reader-scores", type=Path, default=READER_OOF,
+                        help="The reader's held-out scores (scripts/train_reader.py --cv; default %(default)s).")
+    parser.add_argument("--no-reader", action="store_true", help="Train without the reader (the earlier design).")
     args = parser.parse_args(argv)
     if any("blind" in str(p) for p in args.cases):
         print("error: held-out (blind) sets are for evaluation only, never for training.", file=sys.stderr)
@@ -285,18 +327,27 @@ def main(argv: list[str] | None = None) -> int:
         cases = _retrieve_all(raw)
         if args.features:
             args.features.write_bytes(pickle.dumps(cases))
+    reader = None
+    if not args.no_reader:
+        try:
+            reader = Reads(json.loads(args.reader_scores.read_text(encoding="utf-8"))["scores"])
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: cannot read the reader's held-out scores {args.reader_scores} ({exc}); run "
+                  "scripts/train_reader.py --cv, or pass --no-reader", file=sys.stderr)
+            return 2
     gate = settings.answer.evidence_threshold
     rng = np.random.default_rng(7)
     folds = rng.permutation(len(cases)) % FOLDS
     held_out: list[Outcome] = []
     for k in range(FOLDS):
         passage, sentence = _fit([c for c, f in zip(cases, folds, strict=True) if f != k])
-        held_out += [_evaluate(c, passage, sentence) for c, f in zip(cases, folds, strict=True) if f == k]
+        held_out += [_evaluate(c, passage, sentence, reader) for c, f in zip(cases, folds, strict=True) if f == k]
     share = args.max_false_refusals
     cv_threshold = _threshold(held_out, gate, lambda o: o.best, share)
     head_gate = args.gate
-    head, head_threshold, _ = _fit_answerable(held_out, head_gate, args.head_max_false_refusals)
+    head, head_threshold, _ = _fit_answerable(held_out, head_gate, args.head_max_false_refusals, head_features(reader))
     passage, sentence = _fit(cases)
+    # The sentence threshold serves only without a head, and so without the reader (`EvidenceModel.for_embedder`).
     final = [_evaluate(c, passage, sentence) for c in cases]
     threshold = round(_threshold(final, gate, lambda o: o.best, share), 4)
 
@@ -310,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "trained_on": [str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p) for p in args.cases],
         "cases": len(cases), "candidates": CANDIDATES, "top_passages": TOP_PASSAGES,
         "max_false_refusals": share, "evidence_gate": gate,
+        "reader": {"weight": reader.weight, "reads": reader.reads, "scores": str(args.reader_scores.name)} if reader else None,
         "cross_validated": {"folds": FOLDS, "threshold": round(cv_threshold, 4), **_summary(held_out, by_sentence(cv_threshold))},
         "cross_validated_with_answerable_head": {"gate": head_gate, "threshold": round(head_threshold, 4),
                                                  "threshold_rule": "max(answered + refused), refusing at most "
@@ -318,11 +370,14 @@ def main(argv: list[str] | None = None) -> int:
         "training_fit": _summary(final, by_sentence(threshold)),
     }
     use_head = not args.no_answerable_head
-    model = EvidenceModel(version="evidence-v2" if use_head else "evidence-v1", passage=passage, sentence=sentence,
+    version = ("evidence-v3" if reader is not None else "evidence-v2") if use_head else "evidence-v1"
+    model = EvidenceModel(version=version, passage=passage, sentence=sentence,
                           answer_threshold=threshold, candidates=CANDIDATES, embedder=MiniLMEmbedder.name,
                           max_quotes=MAX_QUOTES, quote_margin=QUOTE_MARGIN,
                           answerable=head if use_head else None, answerable_threshold=round(head_threshold, 4),
                           gate=head_gate if use_head else None,
+                          reader_weight=reader.weight if reader is not None else None,
+                          reader_reads=reader.reads if reader is not None else 8,
                           report=report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(model.model_dump_json(indent=2) + "\n", encoding="utf-8")

@@ -20,11 +20,13 @@ QUESTION = "What dose of adrenaline in anaphylaxis?"
 
 def _evidence_service(svc: Services, llm: FakeLLM, threshold: float = 0.05, head: LinearScorer | None = None,
                       head_threshold: float = 0.5) -> AnswerService:
-    """The shipped scorers with a loose sentence threshold; the shipped answerability head is calibrated
-    on MiniLM, so with the hashing embedder of these tests it is replaced (`head`) or left out."""
+    """The shipped scorers with a loose sentence threshold; the shipped answerability head and reader are
+    calibrated on MiniLM, so with the hashing embedder of these tests the head is replaced (`head`) or left
+    out, and the reader left out."""
     svc.library.ingest_bytes(GUIDELINE, "anaphylaxis.md")
     model = EvidenceModel.load().model_copy(update={"answer_threshold": threshold, "answerable": head,
-                                                    "answerable_threshold": head_threshold, "gate": None})
+                                                    "answerable_threshold": head_threshold, "gate": None,
+                                                    "reader_weight": None})
     loose = AnswerSettings(evidence_threshold=0.05, min_passage_similarity=0.0, max_passages=3)
     return AnswerService(svc.retriever, llm, loose, GenerationParams(max_tokens=64),
                          selector=EvidenceSelector(HashingEmbedder(), model))
@@ -117,7 +119,8 @@ def test_a_question_the_guideline_says_it_does_not_cover_is_refused_with_its_sco
     from core.services import _scope_chunks
 
     fake_services.library.ingest_bytes(SCOPED, "anaphylaxis.md")
-    model = EvidenceModel.load().model_copy(update={"answer_threshold": 0.0, "answerable": None, "gate": None})
+    model = EvidenceModel.load().model_copy(update={"answer_threshold": 0.0, "answerable": None, "gate": None,
+                                                    "reader_weight": None})
     loose = AnswerSettings(evidence_threshold=0.05, min_passage_similarity=0.0, max_passages=3)
     selector = EvidenceSelector(HashingEmbedder(), model, scope=ScopeIndex(_scope_chunks(fake_services.store)))
     service = AnswerService(fake_services.retriever, FakeLLM(lambda _: "unused"), loose, GenerationParams(max_tokens=64),

@@ -27,6 +27,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -442,6 +443,10 @@ class EvidenceModel(BaseModel):
     candidates: int = Field(default=25, description="Hybrid-search candidates reranked per question.")
     max_quotes: int = Field(default=3)
     quote_margin: float = Field(default=0.25, description="Further quotes must score within this of the best.")
+    reader_weight: float | None = Field(default=None, description="With the reader (`core.answering.reader`): the "
+                                        "weight of its log-odds added to the sentence scorer's for the sentences it "
+                                        "reads; None: no reader.")
+    reader_reads: int = Field(default=8, description="How many of the best sentences the reader reads.")
     report: dict[str, object] = Field(default_factory=dict)
 
     def for_embedder(self, name: str) -> EvidenceModel:
@@ -454,7 +459,7 @@ class EvidenceModel(BaseModel):
         names = self.passage.features
         hybrid = LinearScorer(features=names, weights=[float(n == "hybrid_rank") for n in names], bias=0.0,
                               mean=[0.0] * len(names), scale=[1.0] * len(names))
-        return self.model_copy(update={"answerable": None, "gate": None, "passage": hybrid})
+        return self.model_copy(update={"answerable": None, "gate": None, "passage": hybrid, "reader_weight": None})
 
     @classmethod
     def load(cls, path: Path = EVIDENCE_MODEL) -> EvidenceModel:
@@ -482,10 +487,14 @@ class EvidenceSelector:
     """Reranks passages and selects answer sentences; one per process, thread-safe."""
 
     def __init__(self, embedder: Embedder, model: EvidenceModel | None = None, cache: SentenceCache | None = None,
-                 scope: ScopeIndex | None = None) -> None:
+                 scope: ScopeIndex | None = None, reader: SentenceReader | None = None) -> None:
         self.model = model or EvidenceModel.load()
         self.cache = cache or SentenceCache(embedder)
         self.scope = scope  # what each document says it does not cover (`core.answering.scope`)
+        if self.model.reader_weight is not None and reader is None:
+            raise CQAError("These evidence scorers were trained with the reader (data/answering/reader.safetensors), "
+                           "and none was given; build the selector with core.services.build_selector.")
+        self.reader = reader
 
     @property
     def candidates(self) -> int:
@@ -540,6 +549,9 @@ class EvidenceSelector:
         owner = np.asarray([s.passage.doc_id in excluded for s in scored for _ in s.vectors.spans], dtype=bool)
         if excluded:
             probs = np.where(owner, -1.0, probs)
+        read_best = 0.0
+        if self.reader is not None and self.model.reader_weight is not None:
+            probs, read_best = self._read(question, scored, probs)
         floor = 0.0 if self.model.answerable is not None else self.model.answer_threshold
         quotes = pick_quotes(scored, probs, floor, self.model.max_quotes, self.model.quote_margin)
         if not quotes:
@@ -560,6 +572,8 @@ class EvidenceSelector:
                                     said, cited)
         else:
             row = answerability_row(question, scored, probs, said, cited)
+        if self.model.answerable.features[-1:] == list(READER_FEATURES):
+            row.append(read_best)
         confidence = float(self.model.answerable.score(np.asarray([row]))[0])
         gap = answer_gap(question, said, cited)
         if gap is None and confidence < self.model.answerable_threshold:
@@ -567,6 +581,17 @@ class EvidenceSelector:
             gap = (f"the passages found do not mention {', '.join(terms)}" if terms
                    else f"the closest sentences do not match it closely enough (confidence {confidence:.2f})")
         return Selection(quotes, round(confidence, 4), gap)
+
+    def _read(self, question: str, scored: list[Scored], probs: np.ndarray) -> tuple[np.ndarray, float]:
+        """The reader's pass over the best sentences: their scores with the reader's added, and the
+        reader's best score (an answerability head feature)."""
+        assert self.reader is not None and self.model.reader_weight is not None
+        idx = read_order(probs, self.model.reader_reads)
+        if not len(idx):
+            return probs, 0.0
+        texts = sentence_texts(scored)
+        reads = self.reader.score(question, [texts[k] for k in idx])
+        return reread(probs, idx, reads, self.model.reader_weight), float(reads.max())
 
     def _exclusions(self, question: str, scored: list[Scored]) -> dict[str, Exclusion]:
         """The documents among `scored` that say they do not cover what `question` is about."""
@@ -588,6 +613,42 @@ class Selection:
     confidence: float | None  # the answerability head's probability (None without a head)
     gap: str | None  # why the quotes do not answer the question, or None when they do
     out_of_scope: Exclusion | None = None  # the scope statement that ruled every passage out
+
+
+class SentenceReader(Protocol):
+    """What the selector needs of a reader (`core.answering.reader.Reader`)."""
+
+    def score(self, question: str, sentences: list[str]) -> np.ndarray: ...
+
+
+READER_FEATURES = ("reader_best",)  # appended to ANSWERABLE_FEATURES when the scorers use the reader
+
+
+def sentence_texts(scored: list[Scored]) -> list[str]:
+    """Every sentence of `scored` as embedded and read ("heading: sentence"), in `sentence_matrix` order."""
+    return [embedding_text(s.passage, s.vectors.spans, j) for s in scored for j in range(len(s.vectors.spans))]
+
+
+def read_order(probs: np.ndarray, n: int) -> np.ndarray:
+    """The indices of the `n` best-scoring sentences the reader reads (not those ruled out, scored -1)."""
+    order = np.argsort(-probs, kind="stable")[:n]
+    return order[probs[order] >= 0.0]
+
+
+def reread(probs: np.ndarray, idx: np.ndarray, reads: np.ndarray, weight: float) -> np.ndarray:
+    """Sentence scores after the reader: for the sentences it read, the scorer's log-odds plus `weight`
+    times the reader's; every sentence it did not read stays below all those it read."""
+    eps = 1e-6
+    p = np.clip(probs[idx], eps, 1 - eps)
+    r = np.clip(reads, eps, 1 - eps)
+    logit = np.log(p / (1 - p)) + weight * np.log(r / (1 - r))
+    out = probs.copy()
+    out[idx] = 1.0 / (1.0 + np.exp(-logit))
+    rest = np.ones(len(probs), dtype=bool)
+    rest[idx] = False
+    rest &= probs >= 0.0
+    out[rest] = np.minimum(probs[rest], max(float(out[idx].min()) - eps, 0.0))
+    return out
 
 
 def cited_text(p: RetrievedPassage) -> str:

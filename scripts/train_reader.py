@@ -1,0 +1,171 @@
+"""Train the reader (`core.answering.reader`), a MiniLM cross-encoder, on the team's questions.
+
+    .venv/bin/python scripts/train_reader.py --features F.pkl [--cv] [--out PATH]
+
+Pairs: for each team question, the 8 best sentences of its top passages as the evidence scorers rank
+them, each scorer fitted without that question (the same 5 folds as `scripts/train_evidence.py`). A
+sentence is positive when the question is answerable and the sentence holds one of its expected facts;
+all others (and every sentence offered for an unanswerable question) are negative. Labels come from
+the case files, never from anyone reading the reader's output.
+
+`--cv` trains twice, each time on half of the questions, and writes the held-out half's scores to
+`data/answering/reader_oof.json`: `scripts/train_evidence.py` fits the answerability head on those
+(stacking: each question read by a reader that never saw it). Without `--cv` it trains on all the
+questions and writes the shipped weights `data/answering/reader.safetensors`. Held-out (blind) sets
+must never be passed here. About 35 minutes each way on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import pickle  # noqa: E402
+import random  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import train_evidence as te  # noqa: E402
+
+from core.answering.evidence import embedding_text, sentence_matrix, with_list  # noqa: E402
+from core.answering.reader import MAX_TOKENS, READER_MODEL, build_network, learned_state, tokenizer  # noqa: E402
+from core.evaluation.facts import contains_fact  # noqa: E402
+from core.settings import REPO_ROOT  # noqa: E402
+
+READ = 8  # sentences read per question (as `EvidenceSelector` reads them)
+OOF = REPO_ROOT / "data" / "answering" / "reader_oof.json"
+EPOCHS = 2
+POSITIVE_WEIGHT = 4.0  # about 1 positive in 10 pairs
+
+
+def pair_key(case_id: str, text: str) -> str:
+    return f"{case_id}:{hashlib.sha1(text.encode()).hexdigest()[:16]}"
+
+
+def build_pairs(cases: list[te.Case]) -> list[dict[str, Any]]:
+    folds = np.random.default_rng(7).permutation(len(cases)) % te.FOLDS
+    out = []
+    for k in range(te.FOLDS):
+        passage, sentence = te._fit([c for c, f in zip(cases, folds, strict=True) if f != k])
+        for c, f in zip(cases, folds, strict=True):
+            if f != k:
+                continue
+            top = te._rank(c, passage)[: te.TOP_PASSAGES]
+            rows = sentence_matrix(c.question, top)
+            if not len(rows):
+                continue
+            probs = sentence.score(rows)
+            items = [(i, j) for i, s in enumerate(top) for j in range(len(s.vectors.spans))]
+            for rank, idx in enumerate(np.argsort(-probs)[:READ]):
+                i, j = items[idx]
+                s = top[i]
+                whole = with_list(s.passage.text, s.vectors.spans, j)
+                quoted = s.passage.text[whole.start : whole.end]
+                label = float(c.expect == "answer" and any(contains_fact(quoted, fx) for fx in c.facts))
+                out.append({"id": c.id, "question": c.question, "text": embedding_text(s.passage, s.vectors.spans, j),
+                            "label": label, "rank": rank})
+    return out
+
+
+def _batches(tok: Any, items: list[dict[str, Any]], size: int, shuffle: bool) -> Iterator[tuple[list[dict[str, Any]], Any]]:
+    items = list(items)
+    if shuffle:
+        random.Random(len(items)).shuffle(items)
+    for i in range(0, len(items), size):
+        chunk = items[i : i + size]
+        yield chunk, tok([p["question"] for p in chunk], [p["text"] for p in chunk], padding=True,
+                         truncation="longest_first", max_length=MAX_TOKENS, return_tensors="pt")
+
+
+def train(tok: Any, pairs: list[dict[str, Any]]) -> Any:
+    import torch
+
+    net = build_network()
+    learned = [p for p in net.bert.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": learned, "lr": 5e-5}, {"params": net.head.parameters(), "lr": 1e-3}],
+                            weight_decay=0.01)
+    weight = torch.tensor(POSITIVE_WEIGHT)
+    start, seen = time.time(), 0
+    for epoch in range(EPOCHS):
+        net.train()
+        for chunk, batch in _batches(tok, pairs, 32, True):
+            y = torch.tensor([p["label"] for p in chunk])
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(dict(batch)), y, pos_weight=weight)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            seen += len(chunk)
+        print(f"epoch {epoch}: {seen / (time.time() - start):.1f} pairs/s, last loss {loss.item():.3f}", flush=True)
+    net.eval()
+    return net
+
+
+def score(tok: Any, net: Any, pairs: list[dict[str, Any]]) -> dict[str, float]:
+    import torch
+
+    out = {}
+    with torch.inference_mode():
+        for chunk, batch in _batches(tok, pairs, 64, False):
+            for p, v in zip(chunk, torch.sigmoid(net(dict(batch))).tolist(), strict=True):
+                out[pair_key(p["id"], p["text"])] = round(float(v), 5)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+    from safetensors.torch import save_file
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--features", type=Path, required=True,
+                        help="Pickle of the team questions' retrieved candidates (`train_evidence.py --features`).")
+    parser.add_argument("--cv", action="store_true", help="Write held-out scores (two halves) instead of weights.")
+    parser.add_argument("--out", type=Path, help=f"Default {READER_MODEL.name}, or {OOF.name} with --cv.")
+    args = parser.parse_args(argv)
+    if "blind" in str(args.features):
+        print("error: held-out (blind) sets are for evaluation only, never for training.", file=sys.stderr)
+        return 2
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    sys.modules["__main__"].Case = te.Case  # type: ignore[attr-defined]  # pickled by train_evidence.py as a script
+    cases = pickle.loads(args.features.read_bytes())
+    pairs = build_pairs(cases)
+    print(f"{len(pairs)} pairs, {int(sum(p['label'] for p in pairs))} positive", flush=True)
+    tok = tokenizer()
+    if args.cv:
+        ids = sorted({p["id"] for p in pairs})
+        random.Random(3).shuffle(ids)
+        half = {i: n % 2 for n, i in enumerate(ids)}
+        scores: dict[str, float] = {}
+        for k in (0, 1):
+            net = train(tok, [p for p in pairs if half[p["id"]] != k])
+            scores.update(score(tok, net, [p for p in pairs if half[p["id"]] == k]))
+        from sklearn.metrics import roc_auc_score
+
+        auc = roc_auc_score([p["label"] for p in pairs], [scores[pair_key(p["id"], p["text"])] for p in pairs])
+        out = args.out or OOF
+        out.write_text(json.dumps({"pairs": len(pairs), "pair_auc": round(float(auc), 4), "scores": scores},
+                                  indent=0, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"held-out pair AUC {auc:.3f}; wrote {out}")
+        return 0
+    net = train(tok, pairs)
+    out = args.out or READER_MODEL
+    save_file(learned_state(net), str(out), metadata={"trained_on": str(len(pairs)) + " pairs", "epochs": str(EPOCHS)})
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
