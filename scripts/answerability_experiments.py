@@ -49,28 +49,23 @@ WORD_FEATURES = ("missing_in_candidates", "idf_missing_share", "max_idf_missing"
 
 def held_out(cases: list[Any]) -> list[Any]:
     """The first stage's 5-fold outcomes (as train_evidence.py computes them), with the quotes kept."""
-    folds = np.random.default_rng(7).permutation(len(cases)) % te.FOLDS
     out = []
-    for k in range(te.FOLDS):
-        passage, sentence = te._fit([c for c, f in zip(cases, folds, strict=True) if f != k])
-        for c, f in zip(cases, folds, strict=True):
-            if f != k:
-                continue
-            o = te._evaluate(c, passage, sentence)
-            top = te._rank(c, passage)[: te.TOP_PASSAGES]
-            rows = sentence_matrix(c.question, top)
-            probs = sentence.score(rows) if len(rows) else np.zeros(0)
-            quotes = pick_quotes(top, probs, 0.0, te.MAX_QUOTES, te.QUOTE_MARGIN)
-            o.said = [q.sentence for q in quotes]
-            o.cited = [cited_text(top[q.n - 1].passage) for q in quotes]
-            o.heads = [heading_text(top[q.n - 1].passage) for q in quotes]
-            o.others = [
-                (heading_text(s.passage), s.passage.text[w.start : w.end])
-                for s in top for j in range(len(s.vectors.spans))
-                if (w := with_list(s.passage.text, s.vectors.spans, j))
-                and not any(contains_fact(s.passage.text[w.start : w.end], fact) for fact in c.facts)
-            ]
-            out.append(o)
+    for c, passage, sentence in te.by_fold(cases):
+        o = te._evaluate(c, passage, sentence)
+        top = te._rank(c, passage)[: te.TOP_PASSAGES]
+        rows = sentence_matrix(c.question, top)
+        probs = sentence.score(rows) if len(rows) else np.zeros(0)
+        quotes = pick_quotes(top, probs, 0.0, te.MAX_QUOTES, te.QUOTE_MARGIN)
+        o.said = [q.sentence for q in quotes]
+        o.cited = [cited_text(top[q.n - 1].passage) for q in quotes]
+        o.heads = [heading_text(top[q.n - 1].passage) for q in quotes]
+        o.others = [
+            (heading_text(s.passage), s.passage.text[w.start : w.end])
+            for s in top for j in range(len(s.vectors.spans))
+            if (w := with_list(s.passage.text, s.vectors.spans, j))
+            and not any(contains_fact(s.passage.text[w.start : w.end], fact) for fact in c.facts)
+        ]
+        out.append(o)
     return out
 
 

@@ -24,7 +24,7 @@ import json  # noqa: E402
 import pickle  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -205,6 +205,17 @@ def _evaluate(case: Case, passage: LinearScorer, sentence: LinearScorer, reader:
     )
 
 
+def by_fold(cases: list[Case]) -> Iterator[tuple[Case, LinearScorer, LinearScorer]]:
+    """Each case with the first-stage scorers (passage, sentence) fitted without its fold: the 5 folds of
+    the cross-validated report, in fold order."""
+    folds = np.random.default_rng(7).permutation(len(cases)) % FOLDS
+    for k in range(FOLDS):
+        passage, sentence = _fit([c for c, f in zip(cases, folds, strict=True) if f != k])
+        for c, f in zip(cases, folds, strict=True):
+            if f == k:
+                yield c, passage, sentence
+
+
 def head_features(reader: Reads | None) -> tuple[str, ...]:
     return (*ANSWERABLE_FEATURES, *READER_FEATURES) if reader is not None else ANSWERABLE_FEATURES
 
@@ -336,12 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                   "scripts/train_reader.py --cv, or pass --no-reader", file=sys.stderr)
             return 2
     gate = settings.answer.evidence_threshold
-    rng = np.random.default_rng(7)
-    folds = rng.permutation(len(cases)) % FOLDS
-    held_out: list[Outcome] = []
-    for k in range(FOLDS):
-        passage, sentence = _fit([c for c, f in zip(cases, folds, strict=True) if f != k])
-        held_out += [_evaluate(c, passage, sentence, reader) for c, f in zip(cases, folds, strict=True) if f == k]
+    held_out = [_evaluate(c, passage, sentence, reader) for c, passage, sentence in by_fold(cases)]
     share = args.max_false_refusals
     cv_threshold = _threshold(held_out, gate, lambda o: o.best, share)
     head_gate = args.gate

@@ -23,7 +23,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 import json  # noqa: E402
 import pickle  # noqa: E402
 import random  # noqa: E402
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_evidence as te  # noqa: E402
+from train_evidence import pair_key  # noqa: E402
 
 from core.answering.evidence import embedding_text, sentence_matrix, with_list  # noqa: E402
 from core.answering.reader import MAX_TOKENS, READER_MODEL, build_network, learned_state, tokenizer  # noqa: E402
@@ -51,32 +51,23 @@ EPOCHS = 2
 POSITIVE_WEIGHT = 4.0  # about 1 positive in 10 pairs
 
 
-def pair_key(case_id: str, text: str) -> str:
-    return f"{case_id}:{hashlib.sha1(text.encode()).hexdigest()[:16]}"
-
-
 def build_pairs(cases: list[te.Case]) -> list[dict[str, Any]]:
-    folds = np.random.default_rng(7).permutation(len(cases)) % te.FOLDS
     out = []
-    for k in range(te.FOLDS):
-        passage, sentence = te._fit([c for c, f in zip(cases, folds, strict=True) if f != k])
-        for c, f in zip(cases, folds, strict=True):
-            if f != k:
-                continue
-            top = te._rank(c, passage)[: te.TOP_PASSAGES]
-            rows = sentence_matrix(c.question, top)
-            if not len(rows):
-                continue
-            probs = sentence.score(rows)
-            items = [(i, j) for i, s in enumerate(top) for j in range(len(s.vectors.spans))]
-            for rank, idx in enumerate(np.argsort(-probs)[:READ]):
-                i, j = items[idx]
-                s = top[i]
-                whole = with_list(s.passage.text, s.vectors.spans, j)
-                quoted = s.passage.text[whole.start : whole.end]
-                label = float(c.expect == "answer" and any(contains_fact(quoted, fx) for fx in c.facts))
-                out.append({"id": c.id, "question": c.question, "text": embedding_text(s.passage, s.vectors.spans, j),
-                            "label": label, "rank": rank})
+    for c, passage, sentence in te.by_fold(cases):
+        top = te._rank(c, passage)[: te.TOP_PASSAGES]
+        rows = sentence_matrix(c.question, top)
+        if not len(rows):
+            continue
+        probs = sentence.score(rows)
+        items = [(i, j) for i, s in enumerate(top) for j in range(len(s.vectors.spans))]
+        for rank, idx in enumerate(np.argsort(-probs)[:READ]):
+            i, j = items[idx]
+            s = top[i]
+            whole = with_list(s.passage.text, s.vectors.spans, j)
+            quoted = s.passage.text[whole.start : whole.end]
+            label = float(c.expect == "answer" and any(contains_fact(quoted, fx) for fx in c.facts))
+            out.append({"id": c.id, "question": c.question, "text": embedding_text(s.passage, s.vectors.spans, j),
+                        "label": label, "rank": rank})
     return out
 
 
