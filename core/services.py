@@ -130,9 +130,9 @@ def build_selector(settings: Settings, embedder: Embedder, store: ChunkStore | N
     scope = ScopeIndex(_scope_chunks(store)) if store is not None else None
     reader = None
     if model.reader_weight is not None:  # trained with the reader: a cross-encoder on the bundled MiniLM
-        from core.answering.reader import Reader
+        from core.answering.reader import shared_reader
 
-        reader = Reader(base_dir=settings.embedding.model_dir)
+        reader = shared_reader(base_dir=settings.embedding.model_dir)
     return EvidenceSelector(embedder, model, scope=scope, reader=reader)
 
 

@@ -75,10 +75,10 @@ def test_scorers_trained_with_the_reader_need_one_and_drop_it_with_another_embed
 
 def test_the_shipped_reader_reads_the_dose_sentence_as_the_answer() -> None:
     from core.answering.evidence import EvidenceModel
-    from core.answering.reader import Reader
+    from core.answering.reader import shared_reader
 
     assert EvidenceModel.load().reader_weight is not None  # the shipped scorers use it
-    reader = Reader()
+    reader = shared_reader()
     q = "What is the adult IM adrenaline dose in anaphylaxis?"
     scores = reader.score(q, [
         "3.1 Adrenaline: Give adrenaline 0.5 mg IM (0.5 mL of 1 mg/mL) into the anterolateral thigh as soon as "
@@ -88,6 +88,12 @@ def test_the_shipped_reader_reads_the_dose_sentence_as_the_answer() -> None:
     ])
     assert scores.shape == (3,) and scores[0] > 0.5 > max(scores[1:])
     assert reader.score(q, []).shape == (0,)
+
+
+def test_building_the_services_again_reuses_the_loaded_reader() -> None:
+    from core.answering.reader import shared_reader
+
+    assert shared_reader() is shared_reader()
 
 
 def test_an_unreadable_reader_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -113,3 +113,18 @@ class Reader:
         with self._lock, self._torch.inference_mode():
             logits = self._net(dict(batch))
         return np.asarray(self._torch.sigmoid(logits).tolist(), dtype=np.float64)
+
+
+_SHARED: dict[tuple[Path, Path | None], Reader] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_reader(path: Path = READER_MODEL, base_dir: Path | None = None) -> Reader:
+    """One reader per weights file and base model per process: it is read-only once loaded (and locks its
+    own calls), and loading takes seconds, so building the services again (a test, the app's cache
+    refreshed) does not load it again."""
+    key = (path.resolve(), base_dir)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = Reader(path, base_dir)
+        return _SHARED[key]
