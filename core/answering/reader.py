@@ -61,8 +61,9 @@ def build_network(base_dir: Path | None = None) -> Any:
 
 def learned_state(network: Any) -> dict[str, Any]:
     """The weights the training changed (top layers and head), as float16 tensors."""
-    return {k: v.detach().to(dtype=__import__("torch").float16).contiguous()
-            for k, v in network.state_dict().items() if _learned(k)}
+    import torch
+
+    return {k: v.detach().to(dtype=torch.float16).contiguous() for k, v in network.state_dict().items() if _learned(k)}
 
 
 def _learned(name: str) -> bool:
