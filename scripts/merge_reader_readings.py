@@ -8,7 +8,8 @@ The answerability head is fitted on readings of questions the reader never saw (
 questions are added, the earlier readings stay valid for the earlier questions, and the new ones can
 be read by a reader that never saw them: the previous shipped reader (`--reader OLD.safetensors
 --questions NEW.jsonl`), or one trained with `train_reader.py --hold-out NEW.jsonl`, whose readings
-file is passed as READINGS.json. Later files win. A pair no reader read held out (the first-stage folds
+file is passed as READINGS.json. Later files win, and `--reader`'s readings of `--questions` win over
+all files (so a candidate reader's readings of its held-out part can be put on top of an earlier merge). A pair no reader read held out (the first-stage folds
 changed with the added questions, so a question's 8 best sentences can differ a little) gets the
 lowest held-out reading of its question: such pairs are never a question's best sentence. Prints the
 held-out pair AUC of the result. Held-out (blind) sets must never be passed here.
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.modules["__main__"].Case = te.Case  # type: ignore[attr-defined]  # pickled by train_evidence.py as a script
     pairs = tr.build_pairs(pickle.loads(args.features.read_bytes()))
     scores: dict[str, float] = {}
+    for path in args.readings:
+        scores.update(json.loads(path.read_text(encoding="utf-8"))["scores"])
     if args.reader and args.questions:
         from core.answering.reader import Reader
 
@@ -64,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         for group in by_question.values():
             for p, v in zip(group, reader.score(str(group[0]["question"]), [str(x["text"]) for x in group]), strict=True):
                 scores[pair_key(str(p["id"]), str(p["text"]))] = round(float(v), 5)
-    for path in args.readings:
-        scores.update(json.loads(path.read_text(encoding="utf-8"))["scores"])
     keys = [pair_key(p["id"], p["text"]) for p in pairs]
     read: dict[str, list[float]] = defaultdict(list)
     for p, k in zip(pairs, keys, strict=True):

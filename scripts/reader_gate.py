@@ -3,9 +3,12 @@ team case file, at a fixed share of its answerable questions answered.
 
     .venv/bin/python scripts/reader_gate.py FEATURES.pkl READINGS.json PART.jsonl [SHARE ...]
 
-FEATURES.pkl is `train_evidence.py --features` over all the team files; READINGS.json held-out reader
-readings (`merge_reader_readings.py`). Run it twice, with PART read by the shipped reader and by the
-candidate (which never saw PART), everything else the same: the difference is the reader's alone. Prints
+FEATURES.pkl is `train_evidence.py --features F.pkl --out /tmp/x.json CASES...` over all the team files
+(pass every file: the default list is the shipped model's); READINGS.json held-out reader readings
+(`merge_reader_readings.py`). Run it twice, with PART read by the shipped reader (`merge_reader_readings.py
+--reader data/answering/reader.safetensors --questions NEW.jsonl ...`) and by the candidate, which never
+saw PART (`--reader CANDIDATE.safetensors --questions PART.jsonl` on top of the first file), everything else
+the same: the difference is the reader's alone. Prints
 unanswerable refused and expected fact on PART and on all questions at each share (default 0.85).
 Held-out (blind) sets must never be passed here.
 """
@@ -35,13 +38,13 @@ def at_share(outcomes: list[te.Outcome], share: float) -> tuple[float, float, fl
     with_facts = [o for o in ans if o.case.facts]
 
     def shown(o: te.Outcome, t: float) -> bool:
-        return o.case.gate >= te.HEAD_GATE and not o.gap and o.confidence >= t
+        return te.head_shows(o, te.HEAD_GATE, t)
 
     t = 0.0
     for t in sorted({o.confidence for o in ans}, reverse=True):
         if sum(shown(o, t) for o in ans) / len(ans) >= share:
             break
-    return (sum(shown(o, t) for o in ans) / len(ans), sum(not shown(o, t) for o in ref) / max(len(ref), 1),
+    return (sum(shown(o, t) for o in ans) / max(len(ans), 1), sum(not shown(o, t) for o in ref) / max(len(ref), 1),
             sum(shown(o, t) and o.fact_in_top3 for o in with_facts) / max(len(with_facts), 1))
 
 

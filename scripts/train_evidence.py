@@ -247,6 +247,11 @@ def _fit_answerable(outcomes: list[Outcome], gate: float, share: float = MAX_FAL
     return head, threshold, outcomes
 
 
+def head_shows(o: Outcome, gate: float, threshold: float) -> bool:
+    """The head's decision: past the evidence gate, no hard gap, and confident enough."""
+    return o.case.gate >= gate and not o.gap and o.confidence >= threshold
+
+
 def _answerable_threshold(outcomes: list[Outcome], gate: float, share: float) -> float:
     """The head's threshold: the one that maximises (answerable answered + unanswerable refused), both
     cross-validated, among those refusing at most `share` of the answerable questions. A refusal still
@@ -255,7 +260,7 @@ def _answerable_threshold(outcomes: list[Outcome], gate: float, share: float) ->
     ref = [o for o in outcomes if o.case.expect == "refuse"]
 
     def shown(o: Outcome, t: float) -> bool:
-        return o.case.gate >= gate and not o.gap and o.confidence >= t
+        return head_shows(o, gate, t)
 
     best_t, best_j = 0.0, -1.0
     for t in sorted({0.0, *(o.confidence for o in outcomes)}):
@@ -363,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         return lambda o: o.case.gate >= gate and o.best >= t and o.on_topic
 
     def by_head(o: Outcome) -> bool:
-        return o.case.gate >= head_gate and not o.gap and o.confidence >= head_threshold
+        return head_shows(o, head_gate, head_threshold)
 
     report = {
         "trained_on": [str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p) for p in args.cases],
